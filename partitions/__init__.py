@@ -1,0 +1,1 @@
+"""Generic partitioned-asset engine whose state lives in the Delta transaction log."""

@@ -1,0 +1,1 @@
+"""NYC TLC High-Volume FHV trips as a month-partitioned Delta Lake asset."""
