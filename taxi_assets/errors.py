@@ -1,0 +1,102 @@
+"""Named errors of the FHVHV domain: each carries the partition, the file and what to do next.
+
+Every constructor hands all its arguments to ``super().__init__`` so instances pickle cleanly: Dask moves
+exceptions from workers back to the flow. No message ever contains a credential.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from partitions.errors import Transient
+
+
+class TaxiAssetsError(Exception):
+    """Root of every error this package raises on purpose; anything else is a bug."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class ConfigurationError(TaxiAssetsError):
+    """A setting or parameter is invalid before any data is touched."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(setting, problem)
+        self.setting, self.problem = setting, problem
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.problem}"
+
+
+class SourceRejected(TaxiAssetsError):
+    """A source month cannot be trusted as a whole: nothing of it is written, the previous version stays."""
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, partition: str, path: str, problem: str, remedy: str = "") -> None:
+        super().__init__(partition, path, problem, remedy)
+        self.partition, self.path, self.problem, self.remedy = partition, path, problem, remedy
+
+    def __str__(self) -> str:
+        tail = f"; {self.remedy}" if self.remedy else ""
+        return f"{self.partition}: {self.path}: {self.problem}{tail}"
+
+
+class UnreadableSource(SourceRejected):
+    """The file is not a readable parquet file (empty, truncated, an HTML error page, a corrupt page)."""
+
+
+class SourceSchemaMismatch(SourceRejected):
+    """A column is missing or has a type no documented cast can turn into the canonical one."""
+
+    def __init__(self, partition: str, path: str, column: str, found: str, expected: str = "") -> None:
+        problem = f"column {column!r} is {found}" + (f", expected {expected}" if expected else "")
+        remedy = "add the cast to taxi_assets.schema if it is safe, else report the file upstream"
+        SourceRejected.__init__(self, partition, path, problem, remedy)
+        self.args = (partition, path, column, found, expected)
+        self.column, self.found, self.expected = column, found, expected
+
+
+class SourceUnavailable(Transient, TaxiAssetsError):
+    """Listing or download failed in a way that may pass on retry (timeout, 5xx, throttling)."""
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, uri: str, detail: str) -> None:
+        super().__init__(uri, detail)
+        self.uri, self.detail = uri, detail
+
+    def __str__(self) -> str:
+        return f"{self.uri}: {self.detail}; retry later or check the endpoint and credentials"
+
+
+class CheckFailed(TaxiAssetsError):
+    """A verification of a written month failed: the data is committed but does not meet its contract."""
+
+    exit_code: ClassVar[int] = 5
+
+    def __init__(self, partition: str, check: str, observed: str, expected: str) -> None:
+        super().__init__(partition, check, observed, expected)
+        self.partition, self.check, self.observed, self.expected = partition, check, observed, expected
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: check {self.check!r} failed: observed {self.observed}, expected {self.expected};"
+            " the month is planned stale until a run passes its checks"
+        )
+
+
+class PartitionsFailed(TaxiAssetsError):
+    """One or more months failed in a run; the others were committed."""
+
+    exit_code: ClassVar[int] = 6
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        super().__init__(failures)
+        self.failures = failures
+
+    def __str__(self) -> str:
+        lines = "; ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))
+        return f"{len(self.failures)} month(s) failed ({lines}); the next incremental run retries them"

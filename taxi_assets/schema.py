@@ -1,0 +1,101 @@
+"""The canonical FHVHV schema, declared once, and the casts that bring every published month onto it.
+
+The TLC files drift between months (null-typed columns, int64/int32 IDs, string/large_string, a 25th column
+from 2025-01: ``../shared/spec/fhvhv.md`` section 1). The writer, the checks, the docs and the report all read
+:data:`COLUMNS`, so a change here is a change of the asset's code version (:data:`SCHEMA_VERSION`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import pyarrow as pa
+
+Kind = Literal["string", "timestamp", "id", "float", "seconds", "flag"]
+
+SCHEMA_VERSION: Final = "fhvhv-schema-1"
+PARTITION_COLUMN: Final = "month"
+ZONE_MIN: Final = 1
+ZONE_MAX: Final = 265
+
+_ARROW_TYPE: Final[dict[Kind, pa.DataType]] = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us"),
+    "id": pa.int32(),
+    "float": pa.float64(),
+    "seconds": pa.int64(),
+    "flag": pa.bool_(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One canonical column: its type, whether a trip is unusable without it, and what it means."""
+
+    name: str
+    kind: Kind
+    required: bool
+    description: str
+    may_be_absent: bool = False  # absent from older files by design (filled with nulls, never zeros)
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW_TYPE[self.kind]
+
+
+COLUMNS: Final[tuple[Column, ...]] = (
+    Column("hvfhs_license_num", "string", True, "HVFHS licence: HV0002 Juno, HV0003 Uber, HV0004 Via, HV0005 Lyft"),
+    Column("dispatching_base_num", "string", True, "TLC base licence that dispatched the trip (B + 5 digits)"),
+    Column("originating_base_num", "string", False, "Base that received the request; null for most Lyft trips"),
+    Column("request_datetime", "timestamp", True, "When the passenger requested the ride (New York local time)"),
+    Column("on_scene_datetime", "timestamp", False, "When the driver arrived (Uber only in practice)"),
+    Column("pickup_datetime", "timestamp", True, "Trip start (New York local time)"),
+    Column("dropoff_datetime", "timestamp", True, "Trip end (New York local time)"),
+    Column("PULocationID", "id", True, "TLC taxi zone of the pickup (1..265; 264/265 unknown / outside NYC)"),
+    Column("DOLocationID", "id", True, "TLC taxi zone of the drop-off (1..265)"),
+    Column("trip_miles", "float", True, "Miles driven with the passenger"),
+    Column("trip_time", "seconds", True, "Seconds with the passenger"),
+    Column("base_passenger_fare", "float", True, "Fare before tolls, tips, taxes and fees (USD)"),
+    Column("tolls", "float", True, "Tolls paid on the trip (USD)"),
+    Column("bcf", "float", True, "Black Car Fund contribution (USD)"),
+    Column("sales_tax", "float", True, "NYS sales tax (USD)"),
+    Column("congestion_surcharge", "float", True, "NYS congestion surcharge (USD)"),
+    Column("airport_fee", "float", False, "Airport fee (USD); null in months before it was charged"),
+    Column("tips", "float", True, "Tips (USD)"),
+    Column("driver_pay", "float", True, "Driver pay, excluding tolls and tips (USD)"),
+    Column("shared_request_flag", "flag", False, "Passenger asked for a shared ride (Y/N; other values null)"),
+    Column("shared_match_flag", "flag", False, "Passenger shared the vehicle (Y/N; other values null)"),
+    Column("access_a_ride_flag", "flag", False, "Administered for the MTA Access-a-Ride (Y/N; ' ' null)"),
+    Column("wav_request_flag", "flag", False, "Wheelchair-accessible vehicle requested (Y/N)"),
+    Column("wav_match_flag", "flag", False, "Trip served by a wheelchair-accessible vehicle (Y/N)"),
+    Column(
+        "cbd_congestion_fee", "float", False, "Manhattan CBD congestion fee (USD); null before 2025", may_be_absent=True
+    ),
+)
+
+COLUMN_NAMES: Final = tuple(c.name for c in COLUMNS)
+REQUIRED: Final = tuple(c.name for c in COLUMNS if c.required)
+BY_LOWER_NAME: Final = {c.name.lower(): c for c in COLUMNS}
+
+
+def trips_schema() -> pa.Schema:
+    """The clean ``trips`` table: canonical columns in file order, then the partition column."""
+    fields = [pa.field(c.name, c.arrow_type, nullable=True, metadata={"description": c.description}) for c in COLUMNS]
+    return pa.schema([*fields, pa.field(PARTITION_COLUMN, pa.string(), nullable=False)])
+
+
+def quarantine_schema() -> pa.Schema:
+    """The ``quarantine`` table: the trip as cast, where it sat in the source, and every rule it breaks."""
+    extra = [
+        pa.field("source_row", pa.int64(), nullable=False),
+        pa.field("rule", pa.list_(pa.string()), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+    return pa.schema([*trips_schema(), *extra])
+
+
+def describe() -> Sequence[tuple[str, str, bool, str]]:
+    """(name, Arrow type, required, description) rows, for the README and the report."""
+    return [(c.name, str(c.arrow_type), c.required, c.description) for c in COLUMNS]

@@ -1,0 +1,182 @@
+"""The pipeline's steps as plain functions: plan the months, materialize one month, verify it.
+
+Flows and the CLI are thin wrappers over these, so each step runs and is tested without Prefect or Dask;
+``taxi-assets materialize`` is exactly :func:`materialize_month` in the current process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from partitions.delta_log import read_records
+from partitions.keys import parse_selection
+from partitions.listing import Listing, SourceFile
+from partitions.overwrite import overwrite_partition, record_failure
+from partitions.records import MaterializationRecord
+from partitions.staleness import PlanRow, plan
+from taxi_assets.code_version import trips_code_version
+from taxi_assets.errors import ConfigurationError, SourceRejected
+from taxi_assets.reader import MonthReader
+from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_schema
+from taxi_assets.settings import Settings
+from taxi_assets.sources import list_months
+
+INTENTS = ("", "reprocess", "test_subset")
+TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
+
+
+@dataclass(frozen=True)
+class MonthPlan:
+    """The plan of one run: a row per month, and the source files that were skipped."""
+
+    rows: list[PlanRow]
+    listing: Listing
+    code_version: str
+
+    @property
+    def stale(self) -> list[PlanRow]:
+        return [r for r in self.rows if r.state.is_stale]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def plan_months(
+    cfg: Settings, *, intent: str = "", partitions: Iterable[str] | str | None = None, listing: Listing | None = None
+) -> MonthPlan:
+    """List the source, read what the sink recorded and decide what is stale and why.
+
+    ``partitions`` forces the named months (a backfill); ``intent="reprocess"`` forces every month in the
+    selection (all months when none is given); ``intent="test_subset"`` forces the first two of the selection.
+    """
+    if intent not in INTENTS:
+        raise ConfigurationError("intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'")
+    selected = parse_selection(partitions) if partitions else []
+    listing = listing if listing is not None else list_months(cfg)
+    missing = [k for k in selected if k not in listing.files]
+    if missing:
+        raise ConfigurationError(
+            "partitions",
+            f"month(s) {', '.join(missing)} not present in the source {cfg.source}; "
+            "`taxi-assets plan` lists the months the source has",
+        )
+    available = sorted(listing.files)
+    force: list[str] = selected
+    if intent == "reprocess":
+        force = selected or available
+    elif intent == "test_subset":
+        force = (selected or available)[:TEST_SUBSET_MONTHS]
+    version = trips_code_version()
+    rows = plan(
+        listing.files,
+        read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
+        code_version=version,
+        force=force,
+        companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
+        only=force if intent == "test_subset" or (selected and not intent) else None,
+    )
+    return MonthPlan(rows=rows, listing=listing, code_version=version)
+
+
+@dataclass(frozen=True)
+class MonthResult:
+    """What one month's materialization did; picklable, returned from Dask workers."""
+
+    partition: str
+    ok: bool
+    rows_source: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    flags_nulled: int = 0
+    extra_columns: tuple[str, ...] = ()
+    trips_version: int | None = None
+    quarantine_version: int | None = None
+    seconds: float = 0.0
+    error: str = ""
+    checks: list[dict[str, object]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def materialize_month(
+    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None
+) -> MonthResult:
+    """Read one source month, cast it, split clean from quarantined rows and commit both tables.
+
+    Order: ``quarantine`` first, then ``trips``; both commits carry the same run id, and the planner calls a
+    month complete only when both agree and their counts add up. A rejected file writes no data: a failure
+    record goes into the ``trips`` log (an empty commit) so the month plans ``failed`` with the reason.
+    """
+    started, t0 = _now(), time.perf_counter()
+    version = code_version or trips_code_version()
+    month = source.partition
+    base = MaterializationRecord(
+        partition=month,
+        status="success",
+        run_id=run_id,
+        code_version=version,
+        source_uri=source.uri,
+        source_fingerprint=source.fingerprint,
+        started_at=started,
+    )
+    try:
+        with MonthReader(source, storage_options=cfg.storage_options(source.uri)) as reader:
+            clean, quarantined, stats = reader.read_all()
+        q_record = _with(base, rows_source=stats.rows, rows_written=quarantined.num_rows, finished_at=_now())
+        q_version = overwrite_partition(
+            cfg.quarantine_uri,
+            quarantined,
+            column=PARTITION_COLUMN,
+            record=q_record,
+            schema=quarantine_schema(),
+            storage_options=cfg.storage_options(cfg.quarantine_uri),
+        )
+        t_record = _with(
+            base,
+            rows_source=stats.rows,
+            rows_written=clean.num_rows,
+            rows_quarantined=quarantined.num_rows,
+            finished_at=_now(),
+            extra={"fhvhv.flags_nulled": str(stats.flags_nulled), "fhvhv.extra_columns": ",".join(stats.extra_columns)},
+        )
+        t_version = overwrite_partition(
+            cfg.trips_uri,
+            clean,
+            column=PARTITION_COLUMN,
+            record=t_record,
+            schema=trips_schema(),
+            storage_options=cfg.storage_options(cfg.trips_uri),
+        )
+    except SourceRejected as exc:
+        failed = _with(base, status="failed", error=str(exc), finished_at=_now())
+        record_failure(
+            cfg.trips_uri,
+            failed,
+            schema=trips_schema(),
+            column=PARTITION_COLUMN,
+            storage_options=cfg.storage_options(cfg.trips_uri),
+        )
+        raise
+    return MonthResult(
+        partition=month,
+        ok=True,
+        rows_source=stats.rows,
+        rows_written=clean.num_rows,
+        rows_quarantined=quarantined.num_rows,
+        flags_nulled=stats.flags_nulled,
+        extra_columns=stats.extra_columns,
+        trips_version=t_version,
+        quarantine_version=q_version,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _with(record: MaterializationRecord, **changes: object) -> MaterializationRecord:
+    return replace(record, **changes)  # type: ignore[arg-type]
