@@ -19,11 +19,12 @@ from partitions.overwrite import overwrite_partition, record_failure
 from partitions.records import MaterializationRecord
 from partitions.staleness import PlanRow, plan
 from taxi_assets.code_version import trips_code_version
-from taxi_assets.errors import ConfigurationError, SourceRejected
+from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
 from taxi_assets.reader import MonthReader
 from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.sources import list_months
+from taxi_assets.verify import CheckResult, verify_counts
 
 INTENTS = ("", "reprocess", "test_subset")
 TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
@@ -180,3 +181,32 @@ def materialize_month(
 
 def _with(record: MaterializationRecord, **changes: object) -> MaterializationRecord:
     return replace(record, **changes)  # type: ignore[arg-type]
+
+
+def verify_month(result: MonthResult, cfg: Settings, *, run_id: str) -> list[CheckResult]:
+    """DuckDB checks on the versions this run committed; raises :class:`CheckFailed` on the first failure."""
+    assert result.trips_version is not None and result.quarantine_version is not None
+    checks = verify_counts(
+        result.partition,
+        run_id=run_id,
+        trips_uri=cfg.trips_uri,
+        trips_version=result.trips_version,
+        quarantine_uri=cfg.quarantine_uri,
+        quarantine_version=result.quarantine_version,
+        rows_source=result.rows_source,
+        rows_written=result.rows_written,
+        rows_quarantined=result.rows_quarantined,
+        storage_options=cfg.storage_options(cfg.trips_uri),
+    )
+    return checks
+
+
+def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None) -> MonthResult:
+    """Materialize then verify one month: the unit of work of a Dask task (and of `taxi-assets materialize`)."""
+    result = materialize_month(source, cfg, run_id=run_id, code_version=code_version)
+    checks = verify_month(result, cfg, run_id=run_id)
+    result = replace(result, checks=[c.as_dict() for c in checks])
+    for c in checks:
+        if not c.passed:
+            raise CheckFailed(c.partition, c.check, c.observed, c.expected)
+    return result

@@ -1,0 +1,3 @@
+from taxi_assets.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""`taxi-assets`: one error boundary, one clear line, one exit code.
+
+Each command handler returns 0 or raises one of our named errors; the boundary in :func:`main` prints the
+message (which already names the next step) and returns the error's exit code. Unexpected exceptions are
+bugs and keep their traceback. Prefect is imported only by the commands that run a flow: planning and
+status stay fast (no API start-up on the no-op path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from partitions.delta_log import read_records
+from partitions.errors import PartitionsError
+from partitions.keys import parse_month
+from taxi_assets import demo as demo_mod
+from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
+from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
+from taxi_assets.settings import Settings
+from taxi_assets.steps import INTENTS, new_run_id, plan_months, run_month
+
+
+def _add_io(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", help="source directory or s3:// URI (env TAXI_ASSETS_SOURCE; default ./data/source)")
+    p.add_argument("--sink", help="warehouse directory or s3:// URI (env TAXI_ASSETS_SINK; default ./data/warehouse)")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--partitions", help="months to force, e.g. 2019-02,2019-04..2019-06")
+    p.add_argument("--intent", default="", choices=INTENTS, help="'' incremental (default), reprocess, test_subset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taxi-assets", description="Month-partitioned Delta Lake copy of the NYC TLC FHVHV trips."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for expected errors too")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="which months are stale and why (no cluster, no Prefect)")
+    _add_io(p)
+    _add_selection(p)
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("status", help="what the Delta log records for every month")
+    _add_io(p)
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("run", help="plan, then materialize and verify the stale months (Prefect flow on Dask)")
+    _add_io(p)
+    _add_selection(p)
+    p.add_argument("--cluster", help="local (default), coiled, or a scheduler address tcp://host:8786")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("materialize", help="materialize one month in this process (no Prefect, no cluster)")
+    _add_io(p)
+    p.add_argument("--partition", required=True, help="the month, YYYY-MM")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_materialize)
+
+    p = sub.add_parser("synth", help="write realistic synthetic FHVHV month files")
+    p.add_argument("--dest", help="directory or s3:// URI (default: the source)")
+    p.add_argument("--months", default="2019-02..2019-07", help="months or ranges, e.g. 2019-02..2019-07,2023-02")
+    p.add_argument("--rows", type=int, default=None, help="rows per month (default: real rows x --scale)")
+    p.add_argument("--scale", type=float, default=1e-3, help="fraction of the real month size when --rows is unset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default="auto", choices=("auto", "single", "arrow-1Mi", "nonuniform", "daily"))
+    p.add_argument("--anomalies", default="realistic", choices=("realistic", "stress", "clean"))
+    p.set_defaults(handler=cmd_synth)
+
+    p = sub.add_parser("demo", help="the whole story: synthesize, run, change a month, run again, show status")
+    _add_io(p)
+    p.add_argument("--s3", action="store_true", help="use a throwaway local S3-compatible server for the demo")
+    p.add_argument("--rows", type=int, default=50_000, help="rows per synthetic month")
+    p.add_argument("--months", default="2019-02..2019-04,2023-02,2025-01", help="months to synthesize")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (PartitionsError, TaxiAssetsError) as exc:
+        if args.debug:
+            raise
+        print(f"taxi-assets: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.resolve(source=args.source, sink=args.sink, cluster=getattr(args, "cluster", None))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
+    if args.json:
+        print_json(rows)
+        return 0
+    out = console()
+    out.print(months_table(rows, title=f"Plan for {cfg.sink} (code version {plan.code_version})"))
+    for s in plan.listing.skipped:
+        out.print(f"[yellow]skipped[/] {s.uri}: {s.reason}")
+    stale = len(plan.stale)
+    out.print(f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do."))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    plan = plan_months(cfg)
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
+    if args.json:
+        print_json(rows)
+    else:
+        console().print(months_table(rows, title=f"Status of {cfg.sink}"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    out = console()
+    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
+    if not plan.stale:  # the no-op path: no Prefect API, no cluster
+        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None}
+        if args.json:
+            print_json(summary)
+        else:
+            out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
+        return 0
+    # Imported here, not at the top: Prefect's import and API start-up cost seconds that the no-op path skips.
+    from taxi_assets.flows import fhvhv_pipeline
+
+    partitions = [args.partitions] if args.partitions else None
+    try:
+        summary = fhvhv_pipeline(
+            intent=args.intent, partitions=partitions, source=cfg.source, sink=cfg.sink, cluster=cfg.cluster
+        )
+    except PartitionsFailed as exc:
+        out.print(f"[red]{exc}[/]")
+        return exc.exit_code
+    if args.json:
+        print_json(summary)
+    else:
+        out.print(results_table(summary["results"]))
+        out.print(checks_table(summary["results"]))
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    month = parse_month(args.partition)
+    plan = plan_months(cfg, partitions=[month])
+    result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
+    if args.json:
+        print_json(result.__dict__ if not hasattr(result, "__slots__") else result)
+    else:
+        console().print(results_table([result.__dict__]))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    return demo_mod.synth(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return demo_mod.demo(args)

@@ -1,0 +1,122 @@
+"""Human and machine renderings of plans, statuses and run results (rich tables, JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from partitions.records import PartitionHistory
+from partitions.staleness import PartitionState, PlanRow
+
+STATE_STYLE = {
+    PartitionState.FRESH: "green",
+    PartitionState.MISSING: "cyan",
+    PartitionState.SOURCE_CHANGED: "yellow",
+    PartitionState.CODE_CHANGED: "magenta",
+    PartitionState.FAILED: "red",
+    PartitionState.FORCED: "blue",
+    PartitionState.ORPHANED: "dim",
+}
+
+
+def status_rows(rows: Sequence[PlanRow], recorded: Mapping[str, PartitionHistory]) -> list[dict[str, Any]]:
+    """One JSON-ready object per month: the plan row plus what the log recorded for it."""
+    out = []
+    for r in rows:
+        h = recorded.get(r.partition)
+        ok = h.latest_success if h else None
+        out.append(
+            {
+                "partition": r.partition,
+                "state": str(r.state),
+                "reason": r.reason,
+                "source_fingerprint": r.source_fingerprint,
+                "recorded_fingerprint": r.recorded_fingerprint,
+                "rows": r.rows,
+                "rows_quarantined": ok.rows_quarantined if ok else None,
+                "rows_source": ok.rows_source if ok else None,
+                "code_version": ok.code_version if ok else None,
+                "table_version": ok.version if ok else None,
+                "run_id": ok.run_id if ok else None,
+                "finished_at": ok.finished_at if ok else None,
+                "source_uri": r.source_uri,
+            }
+        )
+    return out
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def months_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (
+        ("month", "left"),
+        ("state", "left"),
+        ("rows", "right"),
+        ("quarantined", "right"),
+        ("table v.", "right"),
+        ("reason", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        style = STATE_STYLE.get(PartitionState(r["state"]), "")
+        table.add_row(
+            r["partition"],
+            f"[{style}]{r['state']}[/]",
+            _num(r.get("rows")),
+            _num(r.get("rows_quarantined")),
+            _num(r.get("table_version")),
+            r["reason"],
+        )
+    return table
+
+
+def results_table(results: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Materialized months", title_justify="left")
+    for name in ("month", "ok", "source rows", "clean", "quarantined", "seconds", "checks", "error"):
+        table.add_column(name, justify="right" if name in ("source rows", "clean", "quarantined", "seconds") else "left")
+    for r in results:
+        checks = r.get("checks") or []
+        passed = sum(1 for c in checks if c["passed"])
+        table.add_row(
+            r["partition"],
+            "[green]yes[/]" if r["ok"] else "[red]no[/]",
+            _num(r.get("rows_source")),
+            _num(r.get("rows_written")),
+            _num(r.get("rows_quarantined")),
+            f"{r.get('seconds', 0):.1f}",
+            f"{passed}/{len(checks)} passed" if checks else "-",
+            (r.get("error") or "")[:160],
+        )
+    return table
+
+
+def checks_table(results: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="DuckDB checks on the committed versions", title_justify="left")
+    for name in ("month", "check", "passed", "observed", "expected", "table v."):
+        table.add_column(name)
+    for r in results:
+        for c in r.get("checks") or []:
+            table.add_row(
+                c["partition"],
+                c["check"],
+                "[green]pass[/]" if c["passed"] else "[red]FAIL[/]",
+                str(c["observed"]),
+                str(c["expected"]),
+                str(c["table_version"]),
+            )
+    return table
+
+
+def _num(v: object) -> str:
+    return "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def console() -> Console:
+    return Console(highlight=False)
