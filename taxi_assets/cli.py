@@ -18,6 +18,7 @@ from partitions.delta_log import read_records
 from partitions.errors import PartitionsError
 from partitions.keys import parse_month
 from taxi_assets import demo as demo_mod
+from taxi_assets.cli_analysts import add_commands as add_analyst_commands
 from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
 from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
 from taxi_assets.settings import Settings
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=50_000, help="rows per synthetic month")
     p.add_argument("--months", default="2019-02..2019-04,2023-02,2025-01", help="months to synthesize")
     p.set_defaults(handler=cmd_demo)
+
+    add_analyst_commands(sub)
     return parser
 
 
