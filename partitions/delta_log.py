@@ -1,0 +1,252 @@
+"""Per-partition state read straight from the Delta transaction log, at a cost bounded by recent commits.
+
+Loading a ``DeltaTable`` snapshot replays every add action, so its cost grows with the number of data files.
+Planning needs only the ``commitInfo`` line of each commit, so this module reads ``_delta_log/<v>.json``
+files itself. A *state checkpoint* (``<table>/_partitions_state/<v>.json``, found through the pointer
+``_last.json``) folds every record up to version ``v``; a reader loads it and then only the commits after
+``v``. It is written by ``maintenance.checkpoint`` next to each Delta checkpoint and by writers once
+``STATE_EVERY`` commits piled up, and it is what keeps the records once Delta log cleanup deletes old
+commit files.
+
+Commit files are probed by version (``v+1``, ``v+2``, ... fetched in growing concurrent batches) instead of
+listing ``_delta_log``: the work is the commits since the state checkpoint, whatever the table's age.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from partitions._storage import fsspec_for, write_atomically
+from partitions.records import MaterializationRecord, PartitionHistory, fold_records
+
+LOG_DIR: Final = "_delta_log"
+STATE_DIR: Final = "_partitions_state"
+STATE_POINTER: Final = "_last.json"
+STATE_FORMAT: Final = 1
+STATE_EVERY: Final = 100
+_FIRST_BATCH, _MAX_BATCH = 16, 1024
+_COMMIT_NAME = re.compile(r"(\d{20})\.json")
+
+
+class RecordsGapWarning(UserWarning):
+    """Commits between the newest state checkpoint and the oldest commit file are gone (cleanup ran first).
+
+    Records in them are lost: their partitions plan as MISSING and are rebuilt, never silently kept stale.
+    Run ``partitions.maintenance.checkpoint`` before log cleanup to prevent it.
+    """
+
+
+@dataclass(frozen=True)
+class LogState:
+    """The folded records of a table up to ``version`` and what reading them cost."""
+
+    version: int
+    histories: dict[str, PartitionHistory]
+    state_version: int | None = None
+    commits_read: int = 0
+
+
+def read_records(
+    table_uri: str, *, storage_options: Mapping[str, str] | None = None
+) -> dict[str, PartitionHistory]:
+    """Each partition's latest success and newer failure from the Delta log; ``{}`` when there is no table."""
+    return read_state(table_uri, storage_options=storage_options).histories
+
+
+def read_state(
+    table_uri: str, *, up_to: int | None = None, storage_options: Mapping[str, str] | None = None
+) -> LogState:
+    """Fold the newest state checkpoint (at or below ``up_to``) and the commits after it, up to ``up_to``."""
+    fs, root = fsspec_for(table_uri, storage_options)
+    base_version, histories = _load_state(fs, root, up_to)
+    records, last, read = _records_after(fs, root, base_version, up_to)
+    behind = up_to is None or up_to > base_version
+    if read == 0 and behind and _delta_checkpoint_version(fs, root) > base_version:
+        # Delta log cleanup deletes only commits older than a checkpoint, so a missing next commit with a
+        # newer checkpoint means a gap; only then is the log listed.
+        newest = _newest_state_file(fs, root, up_to)  # the pointer may lag behind a concurrent writer
+        if newest is not None and newest > base_version:
+            base_version, histories = _load_state_file(fs, root, newest)
+            records, last, read = _records_after(fs, root, base_version, up_to)
+        if read == 0 and (first := _first_commit_after(fs, root, base_version, up_to)) is not None:
+            gap = f"{table_uri}: commits {base_version + 1}..{first - 1} are gone"
+            warnings.warn(RecordsGapWarning(gap), stacklevel=2)
+            records, last, read = _records_after(fs, root, first - 1, up_to)
+    state_version = base_version if base_version >= 0 else None
+    return LogState(max(last, base_version), fold_records(records, histories), state_version, read)
+
+
+def find_record(
+    table_uri: str,
+    partition: str,
+    run_id: str,
+    *,
+    after_version: int,
+    storage_options: Mapping[str, str] | None = None,
+) -> MaterializationRecord | None:
+    """The newest record of ``partition`` by ``run_id`` committed after ``after_version``, if any."""
+    fs, root = fsspec_for(table_uri, storage_options)
+    found = None
+    for record in _records_after(fs, root, after_version, None)[0]:
+        if record.partition == partition and record.run_id == run_id:
+            found = record
+    return found
+
+
+def write_state_checkpoint(
+    table_uri: str, *, version: int | None = None, storage_options: Mapping[str, str] | None = None
+) -> int | None:
+    """Fold all records up to ``version`` (default: latest) into a state checkpoint; return its version."""
+    state = read_state(table_uri, up_to=version, storage_options=storage_options)
+    if state.version < 0:
+        return None
+    fs, root = fsspec_for(table_uri, storage_options)
+    body = {
+        "format": STATE_FORMAT,
+        "version": state.version,
+        "partitions": {key: _history_to_json(h) for key, h in sorted(state.histories.items())},
+    }
+    write_atomically(fs, _state_path(root, state.version), json.dumps(body, sort_keys=True).encode())
+    if state.version > _pointer(fs, root):
+        pointer = json.dumps({"version": state.version}).encode()
+        write_atomically(fs, f"{root}/{STATE_DIR}/{STATE_POINTER}", pointer)
+    return state.version
+
+
+def maybe_write_state_checkpoint(
+    table_uri: str,
+    version: int,
+    *,
+    every: int = STATE_EVERY,
+    storage_options: Mapping[str, str] | None = None,
+) -> int | None:
+    """Write a state checkpoint at ``version`` when ``every`` or more commits piled up since the last one."""
+    fs, root = fsspec_for(table_uri, storage_options)
+    if version - _pointer(fs, root) < every:
+        return None
+    return write_state_checkpoint(table_uri, version=version, storage_options=storage_options)
+
+
+# -- state checkpoint files ----------------------------------------------------------------------
+
+
+def _state_path(root: str, version: int) -> str:
+    return f"{root}/{STATE_DIR}/{version:020d}.json"
+
+
+def _pointer(fs: Any, root: str) -> int:
+    try:
+        return int(json.loads(fs.cat_file(f"{root}/{STATE_DIR}/{STATE_POINTER}"))["version"])
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return -1
+
+
+def _load_state(fs: Any, root: str, up_to: int | None) -> tuple[int, dict[str, PartitionHistory]]:
+    version = _pointer(fs, root)
+    if version >= 0 and (up_to is None or version <= up_to):
+        try:
+            return _load_state_file(fs, root, version)
+        except FileNotFoundError:
+            pass
+    newest = _newest_state_file(fs, root, up_to)
+    return _load_state_file(fs, root, newest) if newest is not None else (-1, {})
+
+
+def _load_state_file(fs: Any, root: str, version: int) -> tuple[int, dict[str, PartitionHistory]]:
+    body = json.loads(fs.cat_file(_state_path(root, version)))
+    if body.get("format") != STATE_FORMAT:
+        return -1, {}
+    return int(body["version"]), {k: _history_from_json(v) for k, v in body["partitions"].items()}
+
+
+def _newest_state_file(fs: Any, root: str, up_to: int | None) -> int | None:
+    versions = [v for v in _versions_in(fs, f"{root}/{STATE_DIR}") if up_to is None or v <= up_to]
+    return max(versions, default=None)
+
+
+def _history_to_json(history: PartitionHistory) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, record in (("success", history.latest_success), ("failure", history.latest_failure)):
+        if record is not None:
+            out[name] = {"version": record.version, "metadata": record.to_commit_metadata()}
+    return out
+
+
+def _history_from_json(body: Mapping[str, Any]) -> PartitionHistory:
+    def record(name: str) -> MaterializationRecord | None:
+        item = body.get(name)
+        return MaterializationRecord.from_commit_metadata(item["metadata"], item["version"]) if item else None
+
+    return PartitionHistory(latest_success=record("success"), latest_failure=record("failure"))
+
+
+# -- commit files --------------------------------------------------------------------------------
+
+
+def _commit_path(root: str, version: int) -> str:
+    return f"{root}/{LOG_DIR}/{version:020d}.json"
+
+
+def _versions_in(fs: Any, directory: str) -> Iterator[int]:
+    try:
+        names = fs.ls(directory, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        if match := _COMMIT_NAME.fullmatch(str(name).rsplit("/", 1)[-1]):
+            yield int(match[1])
+
+
+def _delta_checkpoint_version(fs: Any, root: str) -> int:
+    try:
+        return int(json.loads(fs.cat_file(f"{root}/{LOG_DIR}/_last_checkpoint"))["version"])
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return -1
+
+
+def _first_commit_after(fs: Any, root: str, version: int, up_to: int | None) -> int | None:
+    versions = _versions_in(fs, f"{root}/{LOG_DIR}")
+    later = [v for v in versions if v > version and (up_to is None or v <= up_to)]
+    return min(later, default=None)
+
+
+def _records_after(
+    fs: Any, root: str, version: int, up_to: int | None
+) -> tuple[list[MaterializationRecord], int, int]:
+    """Records of the consecutive commits after ``version`` (to ``up_to``), last version read, count."""
+    records: list[MaterializationRecord] = []
+    last, batch = version, _FIRST_BATCH
+    while up_to is None or last < up_to:
+        stop = last + batch if up_to is None else min(last + batch, up_to)
+        paths = [_commit_path(root, v) for v in range(last + 1, stop + 1)]
+        fetched = fs.cat(paths, on_error="return")
+        for path in paths:
+            body = fetched.get(path, FileNotFoundError(path))
+            if isinstance(body, FileNotFoundError):
+                return records, last, last - version
+            if isinstance(body, BaseException):
+                raise body
+            last += 1
+            if (record := _record_in(body, last)) is not None:
+                records.append(record)
+        batch = min(batch * 4, _MAX_BATCH)
+    return records, last, last - version
+
+
+def _record_in(body: bytes, version: int) -> MaterializationRecord | None:
+    """The record in a commit's ``commitInfo`` line; other lines (add/remove actions) are never parsed."""
+    for line in body.splitlines():
+        if line.startswith(b'{"commitInfo"'):
+            info = json.loads(line)["commitInfo"]
+            return MaterializationRecord.from_commit_metadata(info, version)
+    for line in body.splitlines():  # writers that do not put commitInfo first
+        if b'"commitInfo"' in line:
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return MaterializationRecord.from_commit_metadata(action["commitInfo"], version)
+    return None

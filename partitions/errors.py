@@ -1,0 +1,95 @@
+"""Errors of the partitions engine: one root, one class per condition, facts as attributes.
+
+Every constructor hands all its arguments to ``super().__init__`` so the exception pickles cleanly when a
+worker process sends it back. Messages end with the next step and never contain a storage option value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+
+class PartitionsError(Exception):
+    """Root of every expected failure of the engine; ``exit_code`` is what a CLI should return."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class Transient:
+    """Marker mix-in: the failure may pass on retry (network, throttling, a race lost)."""
+
+
+class InvalidPartitionKey(PartitionsError):
+    """A partition key or selection that is not a real month."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, key: str, expected: str = "YYYY-MM with a month 01..12, e.g. 2019-02") -> None:
+        super().__init__(key, expected)
+        self.key, self.expected = key, expected
+
+    def __str__(self) -> str:
+        return f"invalid partition key {self.key!r}: expected {self.expected}; fix the key and re-run"
+
+
+class DuplicatePartitionSource(PartitionsError):
+    """Two source files map to one partition key; the engine refuses to guess which one is right."""
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, partition: str, uris: Sequence[str]) -> None:
+        super().__init__(partition, tuple(uris))
+        self.partition, self.uris = partition, tuple(uris)
+
+    def __str__(self) -> str:
+        listed = ", ".join(self.uris)
+        return (
+            f"{self.partition}: {len(self.uris)} source files map to this partition ({listed}); "
+            "remove or rename all but one and re-run"
+        )
+
+
+class SourceListingError(Transient, PartitionsError):
+    """Listing or probing the source failed in a way a retry may fix (timeout, 5xx, network)."""
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, uri: str, detail: str) -> None:
+        super().__init__(uri, detail)
+        self.uri, self.detail = uri, detail
+
+    def __str__(self) -> str:
+        return f"cannot list source {self.uri}: {self.detail}; check the network and credentials, then retry"
+
+
+class CommitConflictExhausted(PartitionsError):
+    """Concurrent writers kept winning the commit race for one partition."""
+
+    exit_code: ClassVar[int] = 4
+
+    def __init__(self, table_uri: str, partition: str, attempts: int) -> None:
+        super().__init__(table_uri, partition, attempts)
+        self.table_uri, self.partition, self.attempts = table_uri, partition, attempts
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: commit to {self.table_uri} lost to concurrent writers {self.attempts} times; "
+            "make sure one run owns this partition, then re-run it"
+        )
+
+
+class PartitionMismatch(PartitionsError):
+    """Data or files handed to a partition write belong to another partition (or none)."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, partition: str, column: str, found: str) -> None:
+        super().__init__(partition, column, found)
+        self.partition, self.column, self.found = partition, column, found
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: column {self.column!r} holds {self.found}, not only {self.partition!r}; "
+            "filter the data to this partition before writing"
+        )

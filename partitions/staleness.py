@@ -1,0 +1,185 @@
+"""Decide, per partition, whether it must be (re)materialized, and say why in one sentence.
+
+Pure: the planner sees only the facts handed to it (source files, recorded histories, the code version),
+never a clock, a table or the environment, so every state and reason is a testable function of its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from partitions.records import MaterializationRecord, PartitionHistory
+from partitions.source import SourceFile
+
+
+class PartitionState(StrEnum):
+    """Why a partition is (or is not) planned; every state but FRESH and ORPHANED asks for a run."""
+
+    MISSING = "missing"
+    SOURCE_CHANGED = "source-changed"
+    CODE_CHANGED = "code-changed"
+    FAILED = "failed"
+    FORCED = "forced"
+    ORPHANED = "orphaned"
+    FRESH = "fresh"
+
+    @property
+    def is_stale(self) -> bool:
+        return self not in (PartitionState.FRESH, PartitionState.ORPHANED)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """The verdict on one partition: its state, a full-sentence reason, and the facts behind it."""
+
+    partition: str
+    state: PartitionState
+    reason: str
+    source_uri: str | None = None
+    source_fingerprint: str | None = None
+    recorded_fingerprint: str | None = None
+    rows: int | None = None
+    recorded_code_version: str | None = None
+    last_run_id: str | None = None
+
+
+FORCED_REASON = "forced by selection"
+
+
+def plan(
+    sources: Mapping[str, SourceFile],
+    recorded: Mapping[str, PartitionHistory],
+    *,
+    code_version: str,
+    force: Iterable[str] | Mapping[str, str] = (),
+    companions: Sequence[Mapping[str, PartitionHistory]] = (),
+    only: Iterable[str] | None = None,
+    source_problems: Mapping[str, str] | None = None,
+) -> list[PlanRow]:
+    """One row per partition known to the source or the records, sorted by partition.
+
+    Args:
+        sources: the source file of each partition (from ``list_source`` or ``upstream_sources``).
+        recorded: the histories of the primary table (from ``read_records``).
+        code_version: the code version this run would record.
+        force: keys to rebuild whatever their state; a mapping gives each key its own reason.
+        companions: histories of the other tables one materialization writes; a partition is complete only
+            when each companion's latest success has the primary's run id and, summed over companions,
+            ``rows_written`` equals the primary's ``rows_quarantined``.
+        only: restrict the rows to these keys (keys unknown to both sides yield no row).
+        source_problems: keys whose source cannot be used (e.g. ``Listing.duplicates``), planned FAILED with
+            the given reason so the run fails that partition alone.
+    """
+    forced = dict(force) if isinstance(force, Mapping) else dict.fromkeys(force, FORCED_REASON)
+    problems = dict(source_problems or {})
+    keys = set(sources) | set(recorded) | set(problems)
+    if only is not None:
+        keys &= set(only)
+    rows = []
+    for key in sorted(keys):
+        history = recorded.get(key, PartitionHistory())
+        row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key))
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _judge(
+    key: str,
+    source: SourceFile | None,
+    history: PartitionHistory,
+    code_version: str,
+    forced: Mapping[str, str],
+    companions: Sequence[Mapping[str, PartitionHistory]],
+    problem: str | None,
+) -> PlanRow | None:
+    success, failure = history.latest_success, history.latest_failure
+    facts = {
+        "source_uri": source.uri if source else None,
+        "source_fingerprint": source.fingerprint if source else None,
+        "recorded_fingerprint": success.source_fingerprint if success else None,
+        "rows": success.rows_written if success else None,
+        "recorded_code_version": success.code_version if success else None,
+        "last_run_id": history.latest.run_id if history.latest else None,
+    }
+
+    def row(state: PartitionState, reason: str) -> PlanRow:
+        return PlanRow(key, state, reason, **facts)  # type: ignore[arg-type]
+
+    if problem is not None:
+        return row(PartitionState.FAILED, f"source cannot be used: {problem}")
+    if source is None:
+        if success is None and failure is None:
+            return None
+        what = "a success is recorded" if success else "only a failed attempt is recorded"
+        return row(PartitionState.ORPHANED, f"source file is gone but {what}; the table keeps its rows")
+    if key in forced:
+        return row(PartitionState.FORCED, forced[key])
+    if failure is not None:
+        error = failure.error or "no error message recorded"
+        return row(PartitionState.FAILED, f"last attempt failed (run {failure.run_id}): {error}")
+    if success is None:
+        return row(PartitionState.MISSING, "never materialized")
+    if incomplete := _incompleteness(success, key, companions):
+        return row(PartitionState.FAILED, f"incomplete: {incomplete}")
+    source_changed = success.source_fingerprint != source.fingerprint
+    code_changed = success.code_version != code_version
+    changes = [
+        f"source fingerprint changed: {success.source_fingerprint!r} -> {source.fingerprint!r}"
+        if source_changed
+        else "",
+        f"code version changed: {success.code_version!r} -> {code_version!r}" if code_changed else "",
+    ]
+    if source_changed or code_changed:
+        state = PartitionState.SOURCE_CHANGED if source_changed else PartitionState.CODE_CHANGED
+        return row(state, "; ".join(change for change in changes if change))
+    return row(PartitionState.FRESH, f"up to date since run {success.run_id} (version {success.version})")
+
+
+def _incompleteness(
+    success: MaterializationRecord, key: str, companions: Sequence[Mapping[str, PartitionHistory]]
+) -> str:
+    """Why the success of ``key`` is not a whole materialization, or "" when it is."""
+    written, quarantined, source_rows = success.rows_written, success.rows_quarantined, success.rows_source
+    if source_rows is not None and quarantined is not None and source_rows != written + quarantined:
+        return (
+            f"rows not conserved in run {success.run_id}: {source_rows} read != "
+            f"{written} written + {quarantined} quarantined"
+        )
+    companion_rows = 0
+    for index, companion in enumerate(companions):
+        other = companion.get(key, PartitionHistory()).latest_success
+        if other is None:
+            return f"companion table #{index + 1} has no success for run {success.run_id}"
+        if other.run_id != success.run_id:
+            return (
+                f"companion table #{index + 1} was last written by run {other.run_id}, "
+                f"the primary by run {success.run_id}"
+            )
+        companion_rows += other.rows_written
+    if companions and quarantined is not None and companion_rows != quarantined:
+        return (
+            f"companion tables hold {companion_rows} rows but run {success.run_id} quarantined {quarantined}"
+        )
+    return ""
+
+
+def upstream_sources(upstream: Mapping[str, PartitionHistory], *, table: str = "") -> dict[str, SourceFile]:
+    """Treat the latest successes of an upstream partitioned asset as the source files of a downstream one.
+
+    The fingerprint is the upstream run id, so a downstream partition that recorded that run id as its
+    ``source_fingerprint`` is fresh, and plans SOURCE_CHANGED once the upstream partition is rematerialized.
+    """
+    return {
+        key: SourceFile(
+            partition=key,
+            uri=f"upstream:{table}",
+            size=history.latest_success.rows_written,
+            fingerprint=history.latest_success.run_id,
+            last_modified=None,
+        )
+        for key, history in sorted(upstream.items())
+        if history.latest_success is not None
+    }
