@@ -2,8 +2,10 @@
 
 from partitions.code_version import code_version
 from partitions.delta_log import (
+    LogState,
     RecordsGapWarning,
     find_record,
+    maybe_write_state_checkpoint,
     read_records,
     read_state,
     write_state_checkpoint,
@@ -17,7 +19,10 @@ from partitions.errors import (
     SourceListingError,
     Transient,
 )
+from partitions.files import add_action_for, partition_file_path, stats_json, write_partition_file
 from partitions.keys import MonthlyPartitions, month_bounds, month_range, parse_month, parse_selection
+from partitions.listing import filesystem_for, list_http, list_source, open_input
+from partitions.maintenance import checkpoint, compact, vacuum
 from partitions.overwrite import app_id, commit_files, overwrite_partition, reconcile, record_failure
 from partitions.records import MaterializationRecord, PartitionHistory
 from partitions.source import Listing, SkippedFile, SourceFile
@@ -28,6 +33,7 @@ __all__ = [
     "DuplicatePartitionSource",
     "InvalidPartitionKey",
     "Listing",
+    "LogState",
     "MaterializationRecord",
     "MonthlyPartitions",
     "PartitionHistory",
@@ -40,20 +46,32 @@ __all__ = [
     "SourceFile",
     "SourceListingError",
     "Transient",
+    "add_action_for",
     "app_id",
+    "checkpoint",
     "code_version",
     "commit_files",
+    "compact",
+    "filesystem_for",
     "find_record",
+    "list_http",
+    "list_source",
+    "maybe_write_state_checkpoint",
     "month_bounds",
     "month_range",
+    "open_input",
     "overwrite_partition",
     "parse_month",
     "parse_selection",
+    "partition_file_path",
     "plan",
     "read_records",
     "read_state",
     "reconcile",
     "record_failure",
+    "stats_json",
     "upstream_sources",
+    "vacuum",
+    "write_partition_file",
     "write_state_checkpoint",
 ]

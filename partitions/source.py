@@ -45,7 +45,7 @@ class Listing:
     def problems(self) -> dict[str, str]:
         """A reason per partition whose source cannot be used, for ``plan(source_problems=...)``."""
         items = sorted(self.duplicates.items())
-        return {key: str(DuplicatePartitionSource(key, uris)) for key, uris in items}
+        return {key: str(DuplicatePartitionSource(key, uris)).removeprefix(f"{key}: ") for key, uris in items}
 
     def require(self, key: str) -> SourceFile | None:
         """The file of ``key``; DuplicatePartitionSource when several map to it; None when there is none."""

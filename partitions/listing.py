@@ -1,0 +1,251 @@
+"""List the source files of a monthly asset (local directory, ``s3://`` prefix, or an HTTPS URL template).
+
+Each adapter turns what the store says about a file into a fingerprint that changes when the content does:
+a content hash on a local disk (cached by path, size and mtime so a plan never re-hashes unchanged files),
+ETag and size on S3 (one recursive listing), ETag or Last-Modified and length over HTTPS (one HEAD per month).
+Classification is shared: a name that does not match, an impossible month, a month outside the asset's range
+are *skipped* with a reason; two files for one month are *duplicates* (see ``Listing``), never a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow.fs as pafs
+
+from partitions._storage import fsspec_for, is_s3, pyarrow_fs_for, write_atomically
+from partitions.errors import InvalidPartitionKey, SourceListingError
+from partitions.keys import MonthlyPartitions, month_range, parse_month
+from partitions.source import Listing, SkippedFile, SourceFile
+
+__all__ = ["Listing", "SkippedFile", "SourceFile", "filesystem_for", "list_http", "list_source", "open_input"]
+
+_HTTP_NOT_PUBLISHED = (403, 404, 410)
+_Entry = tuple[str, int, str | None, datetime | None]  # uri, size, fingerprint if known, last modified
+_CACHE_FORMAT = 1
+
+
+def list_source(
+    uri: str,
+    partitions: MonthlyPartitions,
+    *,
+    storage_options: Mapping[str, str] | None = None,
+    fingerprint_cache: str | Path | None = None,
+    keys: Iterable[str] | None = None,
+) -> Listing:
+    """One file per month under ``uri`` (searched recursively), plus what was skipped or ambiguous.
+
+    ``uri`` is a local directory, ``s3://bucket/prefix``, or an ``https://`` template containing ``{key}``
+    (probed for ``keys``, by default every month from ``partitions.start`` to ``partitions.end``).
+    ``fingerprint_cache`` is the JSON file remembering local content hashes; by default
+    ``$XDG_CACHE_HOME/partitions/fingerprints.json`` (``~/.cache/...``), never inside the source directory.
+    """
+    if uri.startswith(("http://", "https://")):
+        if keys is None:
+            if partitions.start is None or partitions.end is None:
+                raise ValueError(
+                    f"{uri}: an HTTP template needs keys=..., or start and end on the partitions"
+                )
+            keys = month_range(partitions.start, partitions.end)
+        return list_http(uri, keys, partitions=partitions)
+    if is_s3(uri):
+        return _classify(_s3_entries(uri, storage_options), partitions, fingerprint=None)
+    return _list_local(uri, partitions, fingerprint_cache)
+
+
+def list_http(
+    template: str,
+    keys: Iterable[str],
+    *,
+    partitions: MonthlyPartitions | None = None,
+    timeout: float = 10.0,
+    max_workers: int = 8,
+) -> Listing:
+    """HEAD ``template.format(key=k)`` for each key: 200 is a file, 403/404/410 "not published" (skipped).
+
+    Timeouts, connection errors and 5xx raise SourceListingError (transient): a plan must not mistake a
+    flaky server for a month that is gone.
+    """
+    wanted = [parse_month(k) for k in keys]
+    if partitions is not None:
+        wanted = [k for k in wanted if partitions.contains(k)]
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        outcomes = list(pool.map(lambda k: _head(template.format(key=k), k, timeout), wanted))
+    files = {o.partition: o for o in outcomes if isinstance(o, SourceFile)}
+    skipped = tuple(o for o in outcomes if isinstance(o, SkippedFile))
+    return Listing(files=files, skipped=skipped)
+
+
+def open_input(uri: str, *, storage_options: Mapping[str, str] | None = None) -> IO[bytes]:
+    """Open a source file for binary reading (local path, ``s3://``, ``https://``); the caller closes it."""
+    fs, path = fsspec_for(uri, storage_options)
+    handle: IO[bytes] = fs.open(path, "rb")
+    return handle
+
+
+def filesystem_for(uri: str, storage_options: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """A ``pyarrow.fs`` filesystem and the path inside it, for ``pyarrow.parquet``/``pyarrow.dataset``."""
+    return pyarrow_fs_for(uri, storage_options)
+
+
+# -- classification --------------------------------------------------------------------------------
+
+
+def _classify(
+    entries: Iterable[_Entry],
+    partitions: MonthlyPartitions,
+    *,
+    fingerprint: Any,
+) -> Listing:
+    """Sort ``(uri, size, fingerprint, last_modified)`` entries into files, skipped and duplicates.
+
+    ``fingerprint`` computes missing fingerprints, called only for files that end up used.
+    """
+    by_key: dict[str, list[_Entry]] = {}
+    skipped: list[SkippedFile] = []
+    for entry in sorted(entries):
+        uri = entry[0]
+        name = uri.rsplit("/", 1)[-1]
+        raw = partitions.raw_key_for(name)
+        if raw is None:
+            skipped.append(SkippedFile(uri, f"name does not match the pattern {partitions.pattern!r}"))
+            continue
+        try:
+            key = parse_month(raw)
+        except InvalidPartitionKey:
+            skipped.append(SkippedFile(uri, f"name matches the pattern but {raw!r} is not a real month"))
+            continue
+        if not partitions.contains(key):
+            bounds = f"{partitions.start or '...'}..{partitions.end or '...'}"
+            skipped.append(SkippedFile(uri, f"month {key} is outside the asset's range {bounds}"))
+            continue
+        by_key.setdefault(key, []).append(entry)
+    duplicates = {k: tuple(e[0] for e in v) for k, v in sorted(by_key.items()) if len(v) > 1}
+    files = {}
+    for key, ((uri, size, fp, modified),) in ((k, v) for k, v in sorted(by_key.items()) if len(v) == 1):
+        files[key] = SourceFile(key, uri, size, fp if fp is not None else fingerprint(uri), modified)
+    return Listing(files=files, skipped=tuple(skipped), duplicates=duplicates)
+
+
+# -- S3 --------------------------------------------------------------------------------------------
+
+
+def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_Entry]:
+    fs, path = fsspec_for(uri, storage_options)
+    try:
+        found = fs.find(path, detail=True)
+    except Exception as exc:  # botocore/aiohttp errors are not all OSError; the chain keeps the traceback
+        raise SourceListingError(uri, f"{type(exc).__name__}: {exc}") from exc
+    entries: list[_Entry] = []
+    for key, info in found.items():
+        size = int(info.get("size") or 0)
+        etag = info.get("ETag") or info.get("etag") or ""
+        modified = info.get("LastModified")
+        entries.append((f"s3://{key}", size, f"etag:{etag}/size:{size}", modified))
+    return entries
+
+
+# -- local directory -------------------------------------------------------------------------------
+
+
+def _list_local(uri: str, partitions: MonthlyPartitions, cache_file: str | Path | None) -> Listing:
+    root = Path(uri.removeprefix("file://")).expanduser()
+    if not root.is_dir():
+        raise SourceListingError(str(root), "no such directory")
+    entries: list[_Entry] = []
+    stats: dict[str, os.stat_result] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            stats[str(path.resolve())] = stat
+            modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+            entries.append((str(path.resolve()), stat.st_size, None, modified))
+    cache = _FingerprintCache(Path(cache_file) if cache_file is not None else _default_cache_file())
+    listing = _classify(entries, partitions, fingerprint=lambda p: cache.fingerprint(p, stats[p]))
+    cache.save()
+    return listing
+
+
+def _default_cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "partitions" / "fingerprints.json"
+
+
+class _FingerprintCache:
+    """Content hashes keyed by (path, size, mtime_ns), in one JSON file replaced atomically.
+
+    Two processes saving at once each write a complete file; the loser's new entries are only re-hashed later.
+    """
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.dirty = False
+        try:
+            body = json.loads(file.read_text())
+            if body.get("format") == _CACHE_FORMAT:
+                self.entries = dict(body["entries"])
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+
+    def fingerprint(self, path: str, stat: os.stat_result) -> str:
+        hit = self.entries.get(path)
+        if hit and hit.get("size") == stat.st_size and hit.get("mtime_ns") == stat.st_mtime_ns:
+            return str(hit["fingerprint"])
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        value = f"sha256:{digest}"
+        self.entries[path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": value}
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            current = json.loads(self.file.read_text()).get("entries", {})
+        except (OSError, ValueError, AttributeError):
+            current = {}
+        body = {"format": _CACHE_FORMAT, "entries": {**current, **self.entries}}
+        fs, path = fsspec_for(str(self.file))
+        write_atomically(fs, path, json.dumps(body, sort_keys=True).encode())
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+def _head(url: str, key: str, timeout: float) -> SourceFile | SkippedFile:
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            headers = response.headers
+    except urllib.error.HTTPError as exc:
+        if exc.code in _HTTP_NOT_PUBLISHED:
+            return SkippedFile(url, f"not published (HTTP {exc.code})")
+        raise SourceListingError(url, f"HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise SourceListingError(url, f"{type(exc).__name__}: {exc}") from exc
+    size = int(headers.get("Content-Length") or 0)
+    modified = _http_date(headers.get("Last-Modified"))
+    if etag := headers.get("ETag"):
+        fingerprint = f"etag:{etag}/size:{size}"
+    else:
+        fingerprint = f"last-modified:{headers.get('Last-Modified', '')}/size:{size}"
+    return SourceFile(key, url, size, fingerprint, modified)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
