@@ -59,7 +59,7 @@ def choose_cluster(
                 "n_workers": workers,
                 "threads_per_worker": threads,
                 "processes": True,
-                "dashboard_address": None,
+                "dashboard_address": ":0",  # a free port: two runs on one machine must not collide
                 "memory_limit": int(memory_bytes // workers),
             },
         )
@@ -86,10 +86,17 @@ def choose_cluster(
     )
 
 
-def task_runner_for(spec: ClusterSpec) -> DaskTaskRunner:
-    """A ``prefect_dask.DaskTaskRunner`` that creates (and always closes) the chosen cluster."""
+def task_runner_for(spec: ClusterSpec, *, worker_env: Mapping[str, str] | None = None) -> DaskTaskRunner:
+    """A ``prefect_dask.DaskTaskRunner`` that creates (and always closes) the chosen cluster.
+
+    ``worker_env`` reaches local worker processes: it carries this run's Prefect API URL, without which
+    every worker process would start its own ephemeral Prefect server (seconds each).
+    """
     if spec.kind == "address":
         return DaskTaskRunner(address=spec.address)
     if spec.kind == "local":
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=dict(spec.kwargs))
+        kwargs = dict(spec.kwargs)
+        if worker_env:
+            kwargs["env"] = dict(worker_env)
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=kwargs)
     return DaskTaskRunner(cluster_class="coiled.Cluster", cluster_kwargs=dict(spec.kwargs))

@@ -12,18 +12,24 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import Task
 
 from partitions.errors import Transient
-from partitions.listing import SourceFile
+from partitions.source import SourceFile
 from taxi_assets.cluster import choose_cluster, task_runner_for
 from taxi_assets.errors import PartitionsFailed
 from taxi_assets.settings import Settings
 from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
+
+
+def _prefect_api_env() -> dict[str, str]:
+    """This run's Prefect API URL (the ephemeral server's, when no PREFECT_API_URL is set), for workers."""
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url)}
 
 
 def retry_if_transient(task: Task[Any, Any], run: TaskRun, state: State[Any]) -> bool:
@@ -96,7 +102,8 @@ def fhvhv_pipeline(
     spec = choose_cluster(cfg.cluster, stale_months=len(stale))
     logger.info("%d stale month(s); starting a %s cluster with %d worker(s)", len(stale), spec.kind, spec.n_workers)
     t0 = time.perf_counter()
-    results = materialize_months.with_options(task_runner=task_runner_for(spec))(
+    runner = task_runner_for(spec, worker_env=_prefect_api_env())
+    results = materialize_months.with_options(task_runner=runner)(
         months=stale,
         source=cfg.source,
         sink=cfg.sink,

@@ -14,7 +14,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from partitions.listing import SourceFile, open_input
+from partitions.listing import open_input
+from partitions.source import SourceFile
 from taxi_assets.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.cleaning import Split, context_for, split
 from taxi_assets.errors import UnreadableSource

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Final
 
-from partitions.keys import MonthlyPartitions
-from partitions.listing import Listing, list_source
+from partitions.keys import MonthlyPartitions, month_range
+from partitions.listing import list_source
+from partitions.source import Listing
 from taxi_assets.settings import Settings
 
 FILE_PATTERN: Final = r"^fhvhv_tripdata_(?P<key>\d{4}-\d{2})\.parquet$"
@@ -14,9 +16,16 @@ FIRST_MONTH: Final = "2019-02"  # HVFHS licensing began; earlier names are not F
 FHVHV_MONTHS: Final = MonthlyPartitions(pattern=FILE_PATTERN, start=FIRST_MONTH)
 
 
-def list_months(cfg: Settings) -> Listing:
-    """One listing of the source: a file per month, plus what was skipped and why."""
-    return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source))
+def list_months(cfg: Settings, *, today: date | None = None) -> Listing:
+    """One listing of the source: a file per month, plus what was skipped and why.
+
+    An ``https://...{key}...`` source (the public CloudFront URLs) cannot be listed, so every month from
+    2019-02 to this month is probed with a HEAD; unpublished months answer 403 and are skipped.
+    """
+    keys = None
+    if "{key}" in cfg.source:
+        keys = month_range(FIRST_MONTH, (today or date.today()).strftime("%Y-%m"))
+    return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source), keys=keys)
 
 
 def file_name(month: str) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
-from partitions.listing import Listing, SourceFile
+from partitions.source import Listing, SourceFile
 from partitions.overwrite import overwrite_partition, record_failure
 from partitions.records import MaterializationRecord
 from partitions.staleness import PlanRow, plan
@@ -80,6 +80,7 @@ def plan_months(
         force=force,
         companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
         only=force if intent == "test_subset" or (selected and not intent) else None,
+        source_problems=listing.problems(),
     )
     return MonthPlan(rows=rows, listing=listing, code_version=version)
 
