@@ -19,7 +19,15 @@ REQUIRED_COLUMNS: Final = (
     "hvfhs_license_num", "dispatching_base_num", "request_datetime", "pickup_datetime", "dropoff_datetime",
     "PULocationID", "DOLocationID", "trip_miles", "trip_time", "base_passenger_fare", "driver_pay",
 )  # fmt: skip
-_MONEY_COLUMNS: Final = ("trip_miles", "base_passenger_fare", "tolls", "bcf", "sales_tax", "tips", "driver_pay")
+_MONEY_COLUMNS: Final = (
+    "trip_miles",
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "tips",
+    "driver_pay",
+)
 _TIME_SHIFTED: Final = ("on_scene_datetime", "pickup_datetime", "dropoff_datetime")
 BAD_YEARS: Final = (2001, 2098)  # yellow's extremes (S6); never seen in fhvhv
 SURCHARGE_MULTIPLES: Final = (5.5, 8.25)  # S12 saw 8.25 = 3 x 2.75
@@ -82,7 +90,9 @@ def _label_faults(
     other_base = _rows(cat, "A15")  # these rows were forced to Uber when the licenses were drawn
     legacy = len(p.UBER_LEGACY_BASES_ALL)
     alternative = rng.integers(0, legacy, len(other_base)).astype(np.int16)
-    alternative = np.where(alternative == cols["dispatching_base_num"][other_base], (alternative + 1) % legacy, alternative)
+    alternative = np.where(
+        alternative == cols["dispatching_base_num"][other_base], (alternative + 1) % legacy, alternative
+    )
     cols["originating_base_num"][other_base] = alternative
     masks["originating_base_num"][other_base] = False
     blank = _rows(cat, "A18")
@@ -108,7 +118,9 @@ def _test_only_faults(
     outside = _rows(cat, "A17:pickup_outside_month")
     before = rng.random(len(outside)) < 0.5
     target = np.where(
-        before, month_start - rng.integers(1, 7 * DAY, len(outside)), month_end + rng.integers(0, 7 * DAY, len(outside))
+        before,
+        month_start - rng.integers(1, 7 * DAY, len(outside)),
+        month_end + rng.integers(0, 7 * DAY, len(outside)),
     )
     _shift_times(cols, outside, target - cols["pickup_datetime"][outside])
 

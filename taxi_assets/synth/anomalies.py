@@ -43,7 +43,13 @@ STRESS_FACTOR: Final = 100
 STRESS_CAP: Final = 0.02
 
 # Test-only rules (A17), never seen in real fhvhv; each off unless the caller gives it a rate.
-A17_RULES: Final = ("pickup_outside_month", "bad_year", "zone_out_of_range", "exact_duplicate", "null_required")
+A17_RULES: Final = (
+    "pickup_outside_month",
+    "bad_year",
+    "zone_out_of_range",
+    "exact_duplicate",
+    "null_required",
+)
 A17_PREFIX: Final = "A17:"
 PAIRED_IDS: Final = frozenset({"A13"})  # both rows of a pair are reported
 CATEGORY_IDS: Final = (*REALISTIC_RATES, *(A17_PREFIX + rule for rule in A17_RULES))

@@ -161,7 +161,7 @@ def real_rows(month: str) -> int:
     if month in REAL_ROWS:
         return REAL_ROWS[month]
     rng = np.random.default_rng([_UNTABLED_SALT, year, mon])
-    return int(round(rng.normal(UNTABLED_ROWS_MEAN, UNTABLED_ROWS_SD)))
+    return round(float(rng.normal(UNTABLED_ROWS_MEAN, UNTABLED_ROWS_SD)))
 
 
 def default_layout(month: str) -> Layout:

@@ -20,7 +20,13 @@ from taxi_assets.synth._columns import draw_on_scene, draw_requests, draw_trips,
 from taxi_assets.synth._inject import inject
 from taxi_assets.synth._money import draw_flags, draw_money, zone_fees
 from taxi_assets.synth._table import build_table
-from taxi_assets.synth.anomalies import CATEGORY_IDS, AnomalyMode, anomaly_rates, category_code, draw_categories
+from taxi_assets.synth.anomalies import (
+    CATEGORY_IDS,
+    AnomalyMode,
+    anomaly_rates,
+    category_code,
+    draw_categories,
+)
 from taxi_assets.synth.eras import month_bounds, parse_month
 from taxi_assets.synth.zones import OUTSIDE_NYC_ZONE, UNKNOWN_ZONE
 
@@ -100,7 +106,9 @@ def _times(
     rng: np.random.Generator, m: _Month, day: int, n: int, cat: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """request, Friday/Saturday-night flag and pickup; applies A9/A10 and keeps pickups in the month."""
-    request, night = draw_requests(rng, n, int(m.day_starts[day]), int(m.weekdays[day]), dst_gap_day=day == m.dst_day)
+    request, night = draw_requests(
+        rng, n, int(m.day_starts[day]), int(m.weekdays[day]), dst_gap_day=day == m.dst_day
+    )
     wait = draw_waits(rng, n)
     early = np.minimum(rng.integers(1, EARLY_PICKUP_MAX_S + 1, n), request - m.start)
     room = m.end - 1 - request  # the latest pickup still inside the month
@@ -124,7 +132,9 @@ def _skip_dst_gap(m: _Month, day: int, request: np.ndarray, derived: list[np.nda
         values -= HOUR * ((request >= gap_end) & (values < gap_end))
 
 
-def _day(m: _Month, day: int, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+def _day(
+    m: _Month, day: int, n: int, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """One day's rows sorted by (request, pickup), their null masks and truth as (row, code) pairs."""
     rng = np.random.default_rng([SALT_DAY0 + day, seed, *parse_month(m.month)])
     params = m.params
@@ -178,7 +188,9 @@ def _chunk(m: _Month, days: range, counts: np.ndarray, first_row: int, seed: int
     cols = {k: np.concatenate([part[0][k] for part in parts]) for k in parts[0][0]}
     mask_names = sorted({k for part in parts for k in part[1]})
     masks = {
-        k: np.concatenate([part[1].get(k, np.zeros(size, bool)) for part, size in zip(parts, sizes, strict=True)])
+        k: np.concatenate(
+            [part[1].get(k, np.zeros(size, bool)) for part, size in zip(parts, sizes, strict=True)]
+        )
         for k in mask_names
     }
     truth = [part[2] + np.array([offset, 0]) for part, offset in zip(parts, offsets, strict=False)]
@@ -239,7 +251,13 @@ def generate_month(
     """
     chunks = list(
         iter_month_chunks(
-            month, rows, seed=seed, anomalies=anomalies, extra=extra, skip_dst_gap=skip_dst_gap, chunk_rows=max(rows, 1)
+            month,
+            rows,
+            seed=seed,
+            anomalies=anomalies,
+            extra=extra,
+            skip_dst_gap=skip_dst_gap,
+            chunk_rows=max(rows, 1),
         )
     )
     table = pa.concat_tables([c.table for c in chunks]).combine_chunks()

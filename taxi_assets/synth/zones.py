@@ -2,9 +2,9 @@
 
 The rows are the real `taxi_zone_lookup.csv` content as published on 2024-02-22 (spec section 6), names
 included, with 264 = Unknown/N/A/N/A and 265 = N/A/"Outside of NYC"/N/A. The counts per borough and per
-service zone match spec section 6 exactly; tests check them. What is a stand-in here is only the popularity
-order used for sampling (`ZONE_POPULARITY_HEAD`), which is a plausible guess seeded by the top pick-up zones of
-the 2020-04 sample (spec 2.2), not a measured ranking.
+service zone match spec section 6 exactly; tests check them. What is a stand-in here is only the
+popularity order used for sampling (`ZONE_POPULARITY_HEAD`): a plausible guess seeded by the top pick-up
+zones of the 2020-04 sample (spec 2.2), not a measured ranking.
 """
 
 from __future__ import annotations
