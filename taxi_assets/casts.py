@@ -46,7 +46,9 @@ def _is_text(t: pa.DataType) -> bool:
 class ColumnPlan:
     """How a file's columns map onto the canonical ones; decided once per file from its schema."""
 
-    source_names: dict[str, str | None]  # canonical name -> source column name (None: absent, filled with nulls)
+    source_names: dict[
+        str, str | None
+    ]  # canonical name -> source column name (None: absent, filled with nulls)
     extra_columns: tuple[str, ...]  # present in the file, not canonical: reported, left out
     renamed: tuple[tuple[str, str], ...]  # (source name, canonical name) for case variants
 
@@ -63,7 +65,11 @@ def plan_columns(schema: pa.Schema, *, partition: str, path: str) -> ColumnPlan:
             continue
         if col.name in matched:
             raise SourceSchemaMismatch(
-                partition, path, col.name, f"present twice ({matched[col.name]!r} and {f.name!r})", "one column"
+                partition,
+                path,
+                col.name,
+                f"present twice ({matched[col.name]!r} and {f.name!r})",
+                "one column",
             )
         if not _accepts(col.kind, f.type):
             raise SourceSchemaMismatch(partition, path, f.name, str(f.type), _expected(col))
@@ -109,10 +115,14 @@ def conform(batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: st
         try:
             out, nulled = _cast(arr, col)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SourceSchemaMismatch(partition, path, source, f"not castable ({exc})", str(col.arrow_type)) from exc
+            raise SourceSchemaMismatch(
+                partition, path, source, f"not castable ({exc})", str(col.arrow_type)
+            ) from exc
         flags_nulled += nulled
         arrays.append(out)
-    arrays.append(pa.array([partition] * batch.num_rows, pa.string()) if batch.num_rows else pa.array([], pa.string()))
+    arrays.append(
+        pa.array([partition] * batch.num_rows, pa.string()) if batch.num_rows else pa.array([], pa.string())
+    )
     return Conformed(pa.RecordBatch.from_arrays(arrays, schema=trips_schema()), flags_nulled)
 
 
@@ -144,4 +154,4 @@ def _flag(arr: pa.Array) -> tuple[pa.Array, int]:
     return out, nulled
 
 
-__all__ = ["ColumnPlan", "Conformed", "conform", "plan_columns", "PARTITION_COLUMN"]
+__all__ = ["PARTITION_COLUMN", "ColumnPlan", "Conformed", "conform", "plan_columns"]

@@ -70,8 +70,10 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "pickup_outside_month",
         "pickup more than an hour outside the month the file is published for",
-        lambda ctx: (_f("pickup_datetime") < pa.scalar(ctx.month_start - PICKUP_TOLERANCE, pa.timestamp("us")))
-        | (_f("pickup_datetime") >= pa.scalar(ctx.month_end + PICKUP_TOLERANCE, pa.timestamp("us"))),
+        lambda ctx: (
+            (_f("pickup_datetime") < pa.scalar(ctx.month_start - PICKUP_TOLERANCE, pa.timestamp("us")))
+            | (_f("pickup_datetime") >= pa.scalar(ctx.month_end + PICKUP_TOLERANCE, pa.timestamp("us")))
+        ),
     ),
     Rule(
         "zone_out_of_range",
@@ -83,12 +85,24 @@ RULES: Final[tuple[Rule, ...]] = (
         "base_passenger_fare below zero: a refund or adjustment, not a trip fare",
         lambda _: _f("base_passenger_fare") < 0,
     ),
-    Rule("fare_over_limit", f"base_passenger_fare above ${MAX_FARE:,.0f}", lambda _: _f("base_passenger_fare") > MAX_FARE),
+    Rule(
+        "fare_over_limit",
+        f"base_passenger_fare above ${MAX_FARE:,.0f}",
+        lambda _: _f("base_passenger_fare") > MAX_FARE,
+    ),
     Rule("negative_driver_pay", "driver_pay below zero", lambda _: _f("driver_pay") < 0),
-    Rule("non_positive_miles", "trip_miles zero or negative: no trip took place", lambda _: _f("trip_miles") <= 0),
+    Rule(
+        "non_positive_miles",
+        "trip_miles zero or negative: no trip took place",
+        lambda _: _f("trip_miles") <= 0,
+    ),
     Rule("miles_over_limit", f"trip_miles above {MAX_MILES:.0f}", lambda _: _f("trip_miles") > MAX_MILES),
     Rule("non_positive_duration", "trip_time zero or negative seconds", lambda _: _f("trip_time") <= 0),
-    Rule("duration_over_limit", f"trip_time above {MAX_SECONDS // 3600} hours", lambda _: _f("trip_time") > MAX_SECONDS),
+    Rule(
+        "duration_over_limit",
+        f"trip_time above {MAX_SECONDS // 3600} hours",
+        lambda _: _f("trip_time") > MAX_SECONDS,
+    ),
     Rule(
         "negative_charge",
         "tolls, bcf, sales_tax, congestion_surcharge or tips below zero",
@@ -126,11 +140,19 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
     idx = pc.indices_nonzero(broken_any)
     bad = batch.take(idx)
     hit = [masks.column(r.name).combine_chunks().take(idx) for r in rules]
-    names = [[r.name for r, h in zip(rules, row, strict=True) if h] for row in zip(*[h.to_pylist() for h in hit], strict=True)]
+    names = [
+        [r.name for r, h in zip(rules, row, strict=True) if h]
+        for row in zip(*[h.to_pylist() for h in hit], strict=True)
+    ]
     reason_of = {r.name: r.reason for r in rules}
     reasons = ["; ".join(reason_of[n] for n in row) for row in names]
     q = pa.RecordBatch.from_arrays(
-        [*bad.columns, pc.add(idx, first_row).cast(pa.int64()), pa.array(names, pa.list_(pa.string())), pa.array(reasons)],
+        [
+            *bad.columns,
+            pc.add(idx, first_row).cast(pa.int64()),
+            pa.array(names, pa.list_(pa.string())),
+            pa.array(reasons),
+        ],
         schema=quarantine_schema(),
     )
     return Split(clean, q)

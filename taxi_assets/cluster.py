@@ -80,9 +80,12 @@ def choose_cluster(
         if software:
             kwargs["software"] = software  # a named software environment; otherwise package sync
         kwargs.update(opts)
-        return ClusterSpec(kind="coiled", n_workers=workers, kwargs={k: v for k, v in kwargs.items() if v is not None})
+        return ClusterSpec(
+            kind="coiled", n_workers=workers, kwargs={k: v for k, v in kwargs.items() if v is not None}
+        )
     raise ConfigurationError(
-        "cluster", f"unknown cluster {setting!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786"
+        "cluster",
+        f"unknown cluster {setting!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786",
     )
 
 

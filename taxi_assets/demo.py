@@ -30,7 +30,7 @@ from taxi_assets.synth import write_month_file, write_months
 
 DEMO_BUCKET: Final = "taxi-assets-demo"
 DEMO_KEY_ID: Final = "demo-key"
-DEMO_SECRET: Final = "demo-secret-not-a-real-one"  # noqa: S105 - a throwaway local server's credential
+DEMO_SECRET: Final = "demo-secret-not-a-real-one"
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -74,7 +74,13 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
     if generated:
         out.rule("1. Synthesize source months")
         write_months(
-            cfg.source, months, args.rows, scale=None, seed=1, storage_options=cfg.storage_options(cfg.source), progress=True
+            cfg.source,
+            months,
+            args.rows,
+            scale=None,
+            seed=1,
+            storage_options=cfg.storage_options(cfg.source),
+            progress=True,
         )
     out.rule("2. Run the pipeline (stale months only)")
     exit_code = _run(fhvhv_pipeline, cfg)
@@ -82,7 +88,11 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
         changed = months[len(months) // 2]
         out.rule(f"3. Re-publish {changed} with new bytes (3 % late rows), then run again")
         write_month_file(
-            cfg.source, changed, int(args.rows * 1.03), seed=2, storage_options=cfg.storage_options(cfg.source)
+            cfg.source,
+            changed,
+            int(args.rows * 1.03),
+            seed=2,
+            storage_options=cfg.storage_options(cfg.source),
         )
         exit_code = _run(fhvhv_pipeline, cfg) or exit_code
     out.rule("Status of every month")
@@ -121,7 +131,10 @@ def local_s3_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+    }
     try:
         _wait(endpoint)
         os.environ.update(

@@ -94,13 +94,20 @@ def fhvhv_pipeline(
         description=f"Plan for {cfg.sink} (code version {plan.code_version})",
     )
     stale = [r.partition for r in plan.stale]
-    summary: dict[str, Any] = {"run_id": new_run_id(), "planned": len(plan.rows), "stale": stale, "results": []}
+    summary: dict[str, Any] = {
+        "run_id": new_run_id(),
+        "planned": len(plan.rows),
+        "stale": stale,
+        "results": [],
+    }
     if not stale:
         logger.info("nothing stale in %s: no cluster started", cfg.sink)
         summary["cluster"] = None
         return summary
     spec = choose_cluster(cfg.cluster, stale_months=len(stale))
-    logger.info("%d stale month(s); starting a %s cluster with %d worker(s)", len(stale), spec.kind, spec.n_workers)
+    logger.info(
+        "%d stale month(s); starting a %s cluster with %d worker(s)", len(stale), spec.kind, spec.n_workers
+    )
     t0 = time.perf_counter()
     runner = task_runner_for(spec, worker_env=_prefect_api_env())
     results = materialize_months.with_options(task_runner=runner)(
@@ -111,12 +118,27 @@ def fhvhv_pipeline(
         run_id=summary["run_id"],
         code_version=plan.code_version,
     )
-    summary["cluster"] = {"kind": spec.kind, "workers": spec.n_workers, "seconds": round(time.perf_counter() - t0, 2)}
+    summary["cluster"] = {
+        "kind": spec.kind,
+        "workers": spec.n_workers,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     summary["results"] = results
     create_table_artifact(
         key="fhvhv-results",
         table=[
-            {k: r[k] for k in ("partition", "ok", "rows_source", "rows_written", "rows_quarantined", "seconds", "error")}
+            {
+                k: r[k]
+                for k in (
+                    "partition",
+                    "ok",
+                    "rows_source",
+                    "rows_written",
+                    "rows_quarantined",
+                    "seconds",
+                    "error",
+                )
+            }
             for r in results
         ],
         description="Per-month results of this run",

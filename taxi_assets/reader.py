@@ -73,7 +73,8 @@ class MonthReader:
 
     def batches(self) -> Iterator[Split]:
         """Clean and quarantined rows, one source batch at a time; stats fill in as it goes."""
-        assert self._file is not None and self.plan is not None, "use MonthReader as a context manager"
+        if self._file is None or self.plan is None:
+            raise RuntimeError("use MonthReader as a context manager")
         month, uri = self.source.partition, self.source.uri
         ctx = context_for(month)
         columns = [c for c in self.plan.source_names.values() if c is not None]
@@ -92,7 +93,10 @@ class MonthReader:
                 yield part
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise UnreadableSource(
-                month, uri, f"unreadable after {offset} rows ({_short(exc)})", "replace the file at the source"
+                month,
+                uri,
+                f"unreadable after {offset} rows ({_short(exc)})",
+                "replace the file at the source",
             ) from exc
 
     def read_all(self) -> tuple[pa.Table, pa.Table, ReadStats]:

@@ -80,7 +80,9 @@ def months_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
 def results_table(results: Sequence[Mapping[str, Any]]) -> Table:
     table = Table(title="Materialized months", title_justify="left")
     for name in ("month", "ok", "source rows", "clean", "quarantined", "seconds", "checks", "error"):
-        table.add_column(name, justify="right" if name in ("source rows", "clean", "quarantined", "seconds") else "left")
+        table.add_column(
+            name, justify="right" if name in ("source rows", "clean", "quarantined", "seconds") else "left"
+        )
     for r in results:
         checks = r.get("checks") or []
         passed = sum(1 for c in checks if c["passed"])

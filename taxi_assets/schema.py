@@ -46,10 +46,21 @@ class Column:
 
 
 COLUMNS: Final[tuple[Column, ...]] = (
-    Column("hvfhs_license_num", "string", True, "HVFHS licence: HV0002 Juno, HV0003 Uber, HV0004 Via, HV0005 Lyft"),
-    Column("dispatching_base_num", "string", True, "TLC base licence that dispatched the trip (B + 5 digits)"),
-    Column("originating_base_num", "string", False, "Base that received the request; null for most Lyft trips"),
-    Column("request_datetime", "timestamp", True, "When the passenger requested the ride (New York local time)"),
+    Column(
+        "hvfhs_license_num",
+        "string",
+        True,
+        "HVFHS licence: HV0002 Juno, HV0003 Uber, HV0004 Via, HV0005 Lyft",
+    ),
+    Column(
+        "dispatching_base_num", "string", True, "TLC base licence that dispatched the trip (B + 5 digits)"
+    ),
+    Column(
+        "originating_base_num", "string", False, "Base that received the request; null for most Lyft trips"
+    ),
+    Column(
+        "request_datetime", "timestamp", True, "When the passenger requested the ride (New York local time)"
+    ),
     Column("on_scene_datetime", "timestamp", False, "When the driver arrived (Uber only in practice)"),
     Column("pickup_datetime", "timestamp", True, "Trip start (New York local time)"),
     Column("dropoff_datetime", "timestamp", True, "Trip end (New York local time)"),
@@ -65,13 +76,19 @@ COLUMNS: Final[tuple[Column, ...]] = (
     Column("airport_fee", "float", False, "Airport fee (USD); null in months before it was charged"),
     Column("tips", "float", True, "Tips (USD)"),
     Column("driver_pay", "float", True, "Driver pay, excluding tolls and tips (USD)"),
-    Column("shared_request_flag", "flag", False, "Passenger asked for a shared ride (Y/N; other values null)"),
+    Column(
+        "shared_request_flag", "flag", False, "Passenger asked for a shared ride (Y/N; other values null)"
+    ),
     Column("shared_match_flag", "flag", False, "Passenger shared the vehicle (Y/N; other values null)"),
     Column("access_a_ride_flag", "flag", False, "Administered for the MTA Access-a-Ride (Y/N; ' ' null)"),
     Column("wav_request_flag", "flag", False, "Wheelchair-accessible vehicle requested (Y/N)"),
     Column("wav_match_flag", "flag", False, "Trip served by a wheelchair-accessible vehicle (Y/N)"),
     Column(
-        "cbd_congestion_fee", "float", False, "Manhattan CBD congestion fee (USD); null before 2025", may_be_absent=True
+        "cbd_congestion_fee",
+        "float",
+        False,
+        "Manhattan CBD congestion fee (USD); null before 2025",
+        may_be_absent=True,
     ),
 )
 
@@ -82,7 +99,10 @@ BY_LOWER_NAME: Final = {c.name.lower(): c for c in COLUMNS}
 
 def trips_schema() -> pa.Schema:
     """The clean ``trips`` table: canonical columns in file order, then the partition column."""
-    fields = [pa.field(c.name, c.arrow_type, nullable=True, metadata={"description": c.description}) for c in COLUMNS]
+    fields = [
+        pa.field(c.name, c.arrow_type, nullable=True, metadata={"description": c.description})
+        for c in COLUMNS
+    ]
     return pa.schema([*fields, pa.field(PARTITION_COLUMN, pa.string(), nullable=False)])
 
 

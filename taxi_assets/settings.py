@@ -118,7 +118,10 @@ class Settings:
             return None
         opts = self.s3.to_storage_options()
         if uri.startswith(self.source) and self.source_anonymous:
-            opts = {"anon": "true", **{k: v for k, v in opts.items() if k in ("AWS_REGION", "AWS_ENDPOINT_URL")}}
+            opts = {
+                "anon": "true",
+                **{k: v for k, v in opts.items() if k in ("AWS_REGION", "AWS_ENDPOINT_URL")},
+            }
         return opts
 
     def secret_values(self) -> tuple[str, ...]:

@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
-from partitions.source import Listing, SourceFile
-from partitions.overwrite import overwrite_partition, record_failure
+from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord
+from partitions.source import Listing, SourceFile
 from partitions.staleness import PlanRow, plan
 from taxi_assets.code_version import trips_code_version
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
-from taxi_assets.reader import MonthReader
-from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_schema
+from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
+from taxi_assets.sink import write_month
 from taxi_assets.sources import list_months
 from taxi_assets.verify import CheckResult, verify_counts
 
@@ -48,7 +48,11 @@ def new_run_id() -> str:
 
 
 def plan_months(
-    cfg: Settings, *, intent: str = "", partitions: Iterable[str] | str | None = None, listing: Listing | None = None
+    cfg: Settings,
+    *,
+    intent: str = "",
+    partitions: Iterable[str] | str | None = None,
+    listing: Listing | None = None,
 ) -> MonthPlan:
     """List the source, read what the sink recorded and decide what is stale and why.
 
@@ -56,7 +60,9 @@ def plan_months(
     selection (all months when none is given); ``intent="test_subset"`` forces the first two of the selection.
     """
     if intent not in INTENTS:
-        raise ConfigurationError("intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'")
+        raise ConfigurationError(
+            "intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'"
+        )
     selected = parse_selection(partitions) if partitions else []
     listing = listing if listing is not None else list_months(cfg)
     missing = [k for k in selected if k not in listing.files]
@@ -78,7 +84,9 @@ def plan_months(
         read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
         code_version=version,
         force=force,
-        companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
+        companions=[
+            read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))
+        ],
         only=force if intent == "test_subset" or (selected and not intent) else None,
         source_problems=listing.problems(),
     )
@@ -100,6 +108,7 @@ class MonthResult:
     quarantine_version: int | None = None
     seconds: float = 0.0
     error: str = ""
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     checks: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -129,33 +138,7 @@ def materialize_month(
         started_at=started,
     )
     try:
-        with MonthReader(source, storage_options=cfg.storage_options(source.uri)) as reader:
-            clean, quarantined, stats = reader.read_all()
-        q_record = _with(base, rows_source=stats.rows, rows_written=quarantined.num_rows, finished_at=_now())
-        q_version = overwrite_partition(
-            cfg.quarantine_uri,
-            quarantined,
-            column=PARTITION_COLUMN,
-            record=q_record,
-            schema=quarantine_schema(),
-            storage_options=cfg.storage_options(cfg.quarantine_uri),
-        )
-        t_record = _with(
-            base,
-            rows_source=stats.rows,
-            rows_written=clean.num_rows,
-            rows_quarantined=quarantined.num_rows,
-            finished_at=_now(),
-            extra={"fhvhv.flags_nulled": str(stats.flags_nulled), "fhvhv.extra_columns": ",".join(stats.extra_columns)},
-        )
-        t_version = overwrite_partition(
-            cfg.trips_uri,
-            clean,
-            column=PARTITION_COLUMN,
-            record=t_record,
-            schema=trips_schema(),
-            storage_options=cfg.storage_options(cfg.trips_uri),
-        )
+        written = write_month(source, cfg, base, now=_now)
     except SourceRejected as exc:
         failed = _with(base, status="failed", error=str(exc), finished_at=_now())
         record_failure(
@@ -169,13 +152,14 @@ def materialize_month(
     return MonthResult(
         partition=month,
         ok=True,
-        rows_source=stats.rows,
-        rows_written=clean.num_rows,
-        rows_quarantined=quarantined.num_rows,
-        flags_nulled=stats.flags_nulled,
-        extra_columns=stats.extra_columns,
-        trips_version=t_version,
-        quarantine_version=q_version,
+        rows_source=written.rows_source,
+        rows_written=written.rows_written,
+        rows_quarantined=written.rows_quarantined,
+        flags_nulled=written.flags_nulled,
+        extra_columns=written.extra_columns,
+        trips_version=written.trips_version,
+        quarantine_version=written.quarantine_version,
+        quarantined_by_rule=written.quarantined_by_rule,
         seconds=time.perf_counter() - t0,
     )
 
@@ -186,7 +170,8 @@ def _with(record: MaterializationRecord, **changes: object) -> MaterializationRe
 
 def verify_month(result: MonthResult, cfg: Settings, *, run_id: str) -> list[CheckResult]:
     """DuckDB checks on the versions this run committed; raises :class:`CheckFailed` on the first failure."""
-    assert result.trips_version is not None and result.quarantine_version is not None
+    if result.trips_version is None or result.quarantine_version is None:
+        raise RuntimeError(f"{result.partition}: verify_month needs the versions a successful write returns")
     checks = verify_counts(
         result.partition,
         run_id=run_id,
@@ -202,7 +187,9 @@ def verify_month(result: MonthResult, cfg: Settings, *, run_id: str) -> list[Che
     return checks
 
 
-def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None) -> MonthResult:
+def run_month(
+    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None
+) -> MonthResult:
     """Materialize then verify one month: the unit of work of a Dask task (and of `taxi-assets materialize`)."""
     result = materialize_month(source, cfg, run_id=run_id, code_version=code_version)
     checks = verify_month(result, cfg, run_id=run_id)
