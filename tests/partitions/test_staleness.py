@@ -1,0 +1,154 @@
+import pytest
+from partitions_cases import history, record, source
+
+from partitions.staleness import PartitionState, PlanRow, plan, upstream_sources
+
+S = PartitionState
+
+
+def one(sources, recorded, **kwargs):
+    kwargs.setdefault("code_version", "code-1")
+    (row,) = plan(sources, recorded, **kwargs)
+    return row
+
+
+def test_never_materialized_is_missing():
+    row = one({"2019-02": source("2019-02")}, {})
+    assert row == PlanRow("2019-02", S.MISSING, "never materialized", "mem://2019-02", "etag:a")
+    assert row.state.is_stale
+
+
+def test_same_source_and_code_is_fresh_with_the_recorded_facts():
+    ok = record("2019-02", "run-9", version=4)
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(ok)})
+    assert row.state is S.FRESH
+    assert not row.state.is_stale
+    assert row.reason == "up to date since run run-9 (version 4)"
+    assert (row.rows, row.recorded_code_version, row.last_run_id, row.recorded_fingerprint) == (
+        10,
+        "code-1",
+        "run-9",
+        "etag:a",
+    )
+
+
+def test_a_new_source_fingerprint_is_source_changed():
+    row = one({"2019-02": source("2019-02", "etag:b")}, {"2019-02": history(record("2019-02"))})
+    assert row.state is S.SOURCE_CHANGED
+    assert row.reason == "source fingerprint changed: 'etag:a' -> 'etag:b'"
+
+
+def test_a_code_version_bump_marks_every_partition_code_changed():
+    keys = ["2019-02", "2019-03", "2019-04"]
+    sources = {k: source(k) for k in keys}
+    recorded = {k: history(record(k)) for k in keys}
+    assert {r.state for r in plan(sources, recorded, code_version="code-1")} == {S.FRESH}
+    rows = plan(sources, recorded, code_version="code-2")
+    assert [r.state for r in rows] == [S.CODE_CHANGED] * 3
+    assert rows[0].reason == "code version changed: 'code-1' -> 'code-2'"
+
+
+def test_source_and_code_both_changed_reports_both_as_source_changed():
+    row = one({"2019-02": source("2019-02", "etag:b")}, {"2019-02": history(record("2019-02"))}, code_version="c2")
+    assert row.state is S.SOURCE_CHANGED
+    assert "source fingerprint changed" in row.reason
+    assert "code version changed" in row.reason
+
+
+def test_a_failed_attempt_is_planned_failed_with_its_error_and_a_later_success_clears_it():
+    failed = record("2019-02", "run-2", status="failed", error="schema drift in column fare")
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(record("2019-02"), failed)})
+    assert row.state is S.FAILED
+    assert row.reason == "last attempt failed (run run-2): schema drift in column fare"
+    assert row.last_run_id == "run-2"
+    cleared = one({"2019-02": source("2019-02")}, {"2019-02": history(record("2019-02", "run-3"))})
+    assert cleared.state is S.FRESH
+
+
+def test_a_failure_with_no_success_ever_is_failed_not_missing():
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(None, record("2019-02", status="failed"))})
+    assert row.state is S.FAILED
+    assert row.rows is None
+
+
+def test_a_gone_source_is_orphaned_reported_and_kept():
+    row = one({}, {"2019-02": history(record("2019-02"))})
+    assert row.state is S.ORPHANED
+    assert not row.state.is_stale
+    assert row.reason == "source file is gone but a success is recorded; the table keeps its rows"
+    assert row.rows == 10
+    assert one({}, {"2019-02": history(record("2019-02"))}, force=["2019-02"]).state is S.ORPHANED
+
+
+def test_forced_wins_over_fresh_and_failed_with_the_default_or_a_given_reason():
+    recorded = {"2019-02": history(record("2019-02")), "2019-03": history(None, record("2019-03", status="failed"))}
+    sources = {k: source(k) for k in recorded}
+    rows = plan(sources, recorded, code_version="code-1", force=["2019-02", "2019-03"])
+    assert [(r.state, r.reason) for r in rows] == [(S.FORCED, "forced by selection")] * 2
+    row = one({"2019-02": source("2019-02")}, recorded, force={"2019-02": "reprocess requested"}, only=["2019-02"])
+    assert (row.state, row.reason) == (S.FORCED, "reprocess requested")
+
+
+def test_only_restricts_rows_and_rows_are_sorted():
+    sources = {k: source(k) for k in ["2019-04", "2019-02", "2019-03"]}
+    assert [r.partition for r in plan(sources, {}, code_version="c")] == ["2019-02", "2019-03", "2019-04"]
+    assert [r.partition for r in plan(sources, {}, code_version="c", only=["2019-03", "2030-01"])] == ["2019-03"]
+
+
+def test_a_source_problem_fails_that_partition_alone():
+    sources = {"2019-03": source("2019-03")}
+    rows = plan(sources, {}, code_version="c", source_problems={"2019-02": "2 source files map to this partition"})
+    assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FAILED), ("2019-03", S.MISSING)]
+    assert rows[0].reason == "source cannot be used: 2 source files map to this partition"
+
+
+PRIMARY = record("2019-02", "run-5", rows=8, rows_source=10, rows_quarantined=2)
+
+
+@pytest.mark.parametrize(
+    ("companion", "reason"),
+    [
+        (None, "incomplete: companion table #1 has no success for run run-5"),
+        (
+            record("2019-02", "run-4", rows=2),
+            "incomplete: companion table #1 was last written by run run-4, the primary by run run-5",
+        ),
+        (
+            record("2019-02", "run-5", rows=3),
+            "incomplete: companion tables hold 3 rows but run run-5 quarantined 2",
+        ),
+    ],
+)
+def test_a_primary_success_without_its_matching_companion_is_incomplete(companion, reason):
+    companions = [{"2019-02": history(companion)}] if companion else [{}]
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(PRIMARY)}, companions=companions)
+    assert (row.state, row.reason) == (S.FAILED, reason)
+
+
+def test_a_primary_with_its_matching_companion_is_fresh():
+    companions = [{"2019-02": history(record("2019-02", "run-5", rows=2))}]
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(PRIMARY)}, companions=companions)
+    assert row.state is S.FRESH
+
+
+def test_rows_not_conserved_is_incomplete():
+    leaky = record("2019-02", "run-6", rows=7, rows_source=10, rows_quarantined=2)
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(leaky)})
+    assert row.state is S.FAILED
+    assert row.reason == "incomplete: rows not conserved in run run-6: 10 read != 7 written + 2 quarantined"
+
+
+def test_downstream_is_source_changed_once_its_upstream_is_rematerialized():
+    upstream = {
+        "2019-02": history(record("2019-02", "up-1")),
+        "2019-03": history(None, record("2019-03", status="failed")),
+    }
+    sources = upstream_sources(upstream, table="s3://bucket/clean")
+    assert list(sources) == ["2019-02"]
+    assert sources["2019-02"].uri == "upstream:s3://bucket/clean"
+    assert sources["2019-02"].fingerprint == "up-1"
+    downstream = {"2019-02": history(record("2019-02", "down-1", fingerprint="up-1", upstream="up-1"))}
+    assert one(sources, downstream).state is S.FRESH
+    rebuilt = upstream_sources({"2019-02": history(record("2019-02", "up-2"))}, table="s3://bucket/clean")
+    row = one(rebuilt, downstream)
+    assert (row.state, row.reason) == (S.SOURCE_CHANGED, "source fingerprint changed: 'up-1' -> 'up-2'")
