@@ -98,9 +98,7 @@ def draw_zones(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     route, other_borough = rng.random(n), np.searchsorted(z.borough_cdf, rng.random(n), side="right")
     do_borough = np.where(route < DO_SAME_ZONE + DO_SAME_BOROUGH, pu_borough, other_borough)
     moved = _zone_in_borough(z, do_borough, rng.random(n))
-    moved = np.where(
-        moved == pu, _zone_in_borough(z, do_borough, rng.random(n)), moved
-    )  # one retry: keep 8.5%
+    moved = np.where(moved == pu, _zone_in_borough(z, do_borough, rng.random(n)), moved)  # one retry: keep 8.5%
     do = np.where(route < DO_SAME_ZONE, pu, moved)
     special = rng.random(n)
     do = np.where(special < DO_OUTSIDE_NYC, OUTSIDE_NYC_ZONE, do)

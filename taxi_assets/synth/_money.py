@@ -45,9 +45,7 @@ def draw_money(
     tolls = np.where(rng.random(n) < TOLL_SHARE, np.round(toll, 2), 0.0)
 
     tip_share = TIP_MEDIAN_SHARE * np.exp(TIP_SIGMA * rng.standard_normal(n))
-    tips = np.where(
-        rng.random(n) >= params.tip_zero_share, np.minimum(np.round(fare * tip_share, 2), TIP_CAP), 0.0
-    )
+    tips = np.where(rng.random(n) >= params.tip_zero_share, np.minimum(np.round(fare * tip_share, 2), TIP_CAP), 0.0)
 
     pay_share = np.clip(rng.normal(PAY_MEAN, PAY_SD, n), PAY_MIN, PAY_MAX)
     pay_share = np.where(rng.random(n) < HIGH_PAY_SHARE, rng.uniform(1.0, 3.0, n), pay_share)
@@ -79,9 +77,7 @@ def zone_fees(
     return fees
 
 
-def draw_flags(
-    rng: np.random.Generator, params: p.MonthParams, license_code: np.ndarray
-) -> dict[str, np.ndarray]:
+def draw_flags(rng: np.random.Generator, params: p.MonthParams, license_code: np.ndarray) -> dict[str, np.ndarray]:
     """The five Y/N flags as codes of `FLAG_VALUES`; Uber writes ' ' for access_a_ride (S1, S9)."""
     n = len(license_code)
     shared_request = rng.random(n) < params.shared_request_share

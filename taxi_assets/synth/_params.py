@@ -20,9 +20,7 @@ FLAG_VALUES: Final = ("N", "Y", " ")  # flag codes: 0 = N, 1 = Y, 2 = one space 
 FLAG_N, FLAG_Y, FLAG_BLANK = 0, 1, 2
 
 # Spec 7.3.2: about 25 Uber LLC bases from S4's fhv_bases.csv, then B03404 from 2022.
-_UBER_OLD_RANGE: Final = tuple(
-    f"B0{n}" for n in range(2864, 2890) if n not in {2868, 2873, 2874, 2881, 2885, 2886}
-)
+_UBER_OLD_RANGE: Final = tuple(f"B0{n}" for n in range(2864, 2890) if n not in {2868, 2873, 2874, 2881, 2885, 2886})
 UBER_LEGACY_BASES: Final = (
     "B02395",
     "B02512",

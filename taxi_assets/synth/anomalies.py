@@ -55,9 +55,7 @@ PAIRED_IDS: Final = frozenset({"A13"})  # both rows of a pair are reported
 CATEGORY_IDS: Final = (*REALISTIC_RATES, *(A17_PREFIX + rule for rule in A17_RULES))
 
 
-def anomaly_rates(
-    month: str, mode: AnomalyMode, extra: Mapping[str, float] | None = None
-) -> dict[str, float]:
+def anomaly_rates(month: str, mode: AnomalyMode, extra: Mapping[str, float] | None = None) -> dict[str, float]:
     """Per-row probability of each drawn id for this month and mode.
 
     Stress multiplies by 100 and caps at 2%, but never lowers a rate that is already above the cap (A9),

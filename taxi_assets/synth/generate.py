@@ -106,9 +106,7 @@ def _times(
     rng: np.random.Generator, m: _Month, day: int, n: int, cat: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """request, Friday/Saturday-night flag and pickup; applies A9/A10 and keeps pickups in the month."""
-    request, night = draw_requests(
-        rng, n, int(m.day_starts[day]), int(m.weekdays[day]), dst_gap_day=day == m.dst_day
-    )
+    request, night = draw_requests(rng, n, int(m.day_starts[day]), int(m.weekdays[day]), dst_gap_day=day == m.dst_day)
     wait = draw_waits(rng, n)
     early = np.minimum(rng.integers(1, EARLY_PICKUP_MAX_S + 1, n), request - m.start)
     room = m.end - 1 - request  # the latest pickup still inside the month
@@ -132,9 +130,7 @@ def _skip_dst_gap(m: _Month, day: int, request: np.ndarray, derived: list[np.nda
         values -= HOUR * ((request >= gap_end) & (values < gap_end))
 
 
-def _day(
-    m: _Month, day: int, n: int, seed: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+def _day(m: _Month, day: int, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """One day's rows sorted by (request, pickup), their null masks and truth as (row, code) pairs."""
     rng = np.random.default_rng([SALT_DAY0 + day, seed, *parse_month(m.month)])
     params = m.params
@@ -188,9 +184,7 @@ def _chunk(m: _Month, days: range, counts: np.ndarray, first_row: int, seed: int
     cols = {k: np.concatenate([part[0][k] for part in parts]) for k in parts[0][0]}
     mask_names = sorted({k for part in parts for k in part[1]})
     masks = {
-        k: np.concatenate(
-            [part[1].get(k, np.zeros(size, bool)) for part, size in zip(parts, sizes, strict=True)]
-        )
+        k: np.concatenate([part[1].get(k, np.zeros(size, bool)) for part, size in zip(parts, sizes, strict=True)])
         for k in mask_names
     }
     truth = [part[2] + np.array([offset, 0]) for part, offset in zip(parts, offsets, strict=False)]
