@@ -10,6 +10,8 @@ from taxi_assets.synth.eras import (
     real_rows,
 )
 from taxi_assets.synth.generate import MonthChunk, day_row_counts, generate_month, iter_month_chunks
+from taxi_assets.synth.layouts import row_group_sizes
+from taxi_assets.synth.writer import LayoutOption, SynthFile, write_month_file, write_months
 from taxi_assets.synth.zones import zone_lookup
 
 __all__ = [
@@ -18,7 +20,9 @@ __all__ = [
     "AnomalyMode",
     "Era",
     "Layout",
+    "LayoutOption",
     "MonthChunk",
+    "SynthFile",
     "day_row_counts",
     "default_layout",
     "era_of",
@@ -26,5 +30,8 @@ __all__ = [
     "iter_month_chunks",
     "month_schema",
     "real_rows",
+    "row_group_sizes",
+    "write_month_file",
+    "write_months",
     "zone_lookup",
 ]
