@@ -100,3 +100,33 @@ class PartitionsFailed(TaxiAssetsError):
     def __str__(self) -> str:
         lines = "; ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))
         return f"{len(self.failures)} month(s) failed ({lines}); the next incremental run retries them"
+
+
+class QueryFailed(TaxiAssetsError):
+    """An analyst query (``taxi-assets sql``) or a DuckDB view over the sink could not run."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, sink: str, detail: str, remedy: str = "") -> None:
+        super().__init__(sink, detail, remedy)
+        self.sink, self.detail, self.remedy = sink, detail, remedy
+
+    def __str__(self) -> str:
+        remedy = self.remedy or "the views are trips, quarantine, checks, partitions and zones (docs/analysts.md)"
+        return f"{self.sink}: query failed: {self.detail}; {remedy}"
+
+
+class ReportFailed(TaxiAssetsError):
+    """The quality report notebook could not be executed or rendered; no HTML file was written."""
+
+    exit_code: ClassVar[int] = 7
+
+    def __init__(self, sink: str, output: str, detail: str) -> None:
+        super().__init__(sink, output, detail)
+        self.sink, self.output, self.detail = sink, output, detail
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sink}: report {self.output} not written: {self.detail};"
+            " check the sink with `taxi-assets status`, then run the report again"
+        )

@@ -1,19 +1,53 @@
-"""DuckDB checks of a written month against the exact table versions the run committed.
+"""DuckDB checks of a written month on the exact table versions the run committed, and their history.
 
-DuckDB reads the committed version through the Delta log (``deltalake``'s Arrow dataset pinned to the
-version), never by globbing parquet files, which would also count superseded files. It gets data, never keys.
+DuckDB reads the committed versions through the Delta log (``delta_scan(uri, version => n)``, or deltalake's
+Arrow dataset pinned to the version: see :mod:`taxi_assets.analytics`), never by globbing parquet files,
+which would also count superseded files. Every check reads only the month's partition.
+
+=========================== =================================================================================
+check                       passes when
+=========================== =================================================================================
+``row_count``               trips rows of the month = rows the run wrote
+``quarantine_row_count``    quarantine rows of the month = rows the run quarantined
+``rows_conserved``          trips + quarantine rows of the month = source rows
+``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (with the
+                            cleaning's one-hour tolerance): rows of another month were filed under K
+``no_duplicates_introduced`` duplicate full rows in the month <= those in the source file itself
+``required_not_null``       no trip has a null in a column of :data:`taxi_assets.schema.REQUIRED`
+=========================== =================================================================================
+
+Results go to the append-only ``<sink>/checks`` Delta table through :func:`record_checks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 import duckdb
-from deltalake import DeltaTable
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-from taxi_assets.schema import PARTITION_COLUMN
+from partitions.keys import month_bounds
+from taxi_assets.analytics import add_s3_secret, checks_schema, open_connection, register_table
+from taxi_assets.cleaning import PICKUP_TOLERANCE
+from taxi_assets.schema import PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
+
+CHECK_NAMES: Final = (
+    "row_count",
+    "quarantine_row_count",
+    "rows_conserved",
+    "month_matches_key",
+    "no_duplicates_introduced",
+    "required_not_null",
+)
+# Spec 3, A17: exact duplicate rows are "never seen in fhvhv" (S6 and S7 count 0): the expectation when
+# the source file is not scanned.
+NO_SOURCE_DUPLICATES: Final = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,19 +65,79 @@ class CheckResult:
         return asdict(self)
 
 
-def count_month(
-    table_uri: str, month: str, *, version: int, storage_options: Mapping[str, str] | None = None
-) -> int:
+def count_month(table_uri: str, month: str, *, version: int, storage_options: Mapping[str, str] | None = None) -> int:
     """Rows of one month in one committed table version, counted by DuckDB with partition pruning."""
-    dt = DeltaTable(table_uri, version=version, storage_options=dict(storage_options or {}) or None)
-    dataset = dt.to_pyarrow_dataset(partitions=[(PARTITION_COLUMN, "=", month)])
-    con = duckdb.connect()
+    con = open_connection(storage_options=storage_options)
     try:
-        con.register("month_rows", dataset)
-        row = con.execute(f"SELECT count(*) FROM month_rows WHERE {PARTITION_COLUMN} = ?", [month]).fetchone()
+        register_table(con, "t", table_uri, schema=trips_schema(), version=version, storage_options=storage_options)
+        row = con.execute(f"SELECT count(*) FROM t WHERE {PARTITION_COLUMN} = ?", [month]).fetchone()
     finally:
         con.close()
     return int(row[0]) if row else 0
+
+
+def verify_month_checks(
+    month: str,
+    *,
+    run_id: str,
+    trips_uri: str,
+    trips_version: int,
+    quarantine_uri: str,
+    quarantine_version: int,
+    rows_source: int,
+    rows_written: int,
+    rows_quarantined: int,
+    storage_options: Mapping[str, str] | None = None,
+    source_uri: str | None = None,
+    source_storage_options: Mapping[str, str] | None = None,
+) -> list[CheckResult]:
+    """Every check of :data:`CHECK_NAMES` on the committed versions, in that order.
+
+    With ``source_uri`` the duplicate check compares against the duplicates DuckDB counts in the source
+    file (one more read of it); without, against :data:`NO_SOURCE_DUPLICATES`, the spec's fact.
+    """
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    con = open_connection(storage_options=storage_options)
+    try:
+        register_table(
+            con, "trips_v", trips_uri, schema=trips_schema(), version=trips_version, storage_options=storage_options
+        )
+        register_table(
+            con,
+            "quarantine_v",
+            quarantine_uri,
+            schema=quarantine_schema(),
+            version=quarantine_version,
+            storage_options=storage_options,
+        )
+        clean, off_month, dup_hash, nulls = _trips_stats(con, month)
+        bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
+        source_dups, source_note = _source_duplicates(con, source_uri, source_storage_options)
+        dups = dup_hash if dup_hash <= source_dups else _exact_duplicates(con, month)
+    finally:
+        con.close()
+
+    def result(check: str, passed: bool, observed: object, expected: object, version: int) -> CheckResult:
+        return CheckResult(month, check, passed, str(observed), str(expected), version, run_id, now)
+
+    null_text = ", ".join(f"{c} {n}" for c, n in nulls.items() if n) or "none"
+    low, high = month_bounds(month)
+    first, last = low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE
+    window = f"0 (pickups from {first:%Y-%m-%d %H:%M} to before {last:%Y-%m-%d %H:%M})"
+    return [
+        result("row_count", clean == rows_written, clean, rows_written, trips_version),
+        result("quarantine_row_count", bad == rows_quarantined, bad, rows_quarantined, quarantine_version),
+        result("rows_conserved", clean + bad == rows_source, clean + bad, rows_source, trips_version),
+        result("month_matches_key", off_month == 0, f"{off_month} trips outside the month", window, trips_version),
+        result(
+            "no_duplicates_introduced",
+            dups <= source_dups,
+            f"{dups} duplicate rows",
+            f"<= {source_dups} ({source_note})",
+            trips_version,
+        ),
+        result("required_not_null", not any(nulls.values()), f"nulls: {null_text}", "no nulls", trips_version),
+    ]
 
 
 def verify_counts(
@@ -58,17 +152,124 @@ def verify_counts(
     rows_written: int,
     rows_quarantined: int,
     storage_options: Mapping[str, str] | None = None,
+    source_uri: str | None = None,
+    source_storage_options: Mapping[str, str] | None = None,
 ) -> list[CheckResult]:
-    """Row count equals rows written, and source rows = clean + quarantined, on the committed versions."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    clean = count_month(trips_uri, month, version=trips_version, storage_options=storage_options)
-    bad = count_month(quarantine_uri, month, version=quarantine_version, storage_options=storage_options)
+    """All checks, as :func:`verify_month_checks` (the name ``steps.verify_month`` has always called)."""
+    return verify_month_checks(
+        month,
+        run_id=run_id,
+        trips_uri=trips_uri,
+        trips_version=trips_version,
+        quarantine_uri=quarantine_uri,
+        quarantine_version=quarantine_version,
+        rows_source=rows_source,
+        rows_written=rows_written,
+        rows_quarantined=rows_quarantined,
+        storage_options=storage_options,
+        source_uri=source_uri,
+        source_storage_options=source_storage_options,
+    )
 
-    def result(check: str, observed: int, expected: int, version: int) -> CheckResult:
-        return CheckResult(month, check, observed == expected, str(observed), str(expected), version, run_id, now)
 
-    return [
-        result("row_count", clean, rows_written, trips_version),
-        result("quarantine_row_count", bad, rows_quarantined, quarantine_version),
-        result("rows_conserved", clean + bad, rows_source, trips_version),
-    ]
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
+    row = con.execute(sql, list(params)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _trips_stats(con: duckdb.DuckDBPyConnection, month: str) -> tuple[int, int, int, dict[str, int]]:
+    """Rows, rows off the month, duplicates (by row hash) and nulls per required column: one scan."""
+    low, high = month_bounds(month)
+    nulls = ", ".join(f'count(*) - count("{c}")' for c in REQUIRED)
+    sql = f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE pickup_datetime < ? OR pickup_datetime >= ?),
+               count(*) - count(DISTINCT hash(t)),
+               {nulls}
+        FROM (SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM trips_v WHERE {PARTITION_COLUMN} = ?) t
+    """
+    row = con.execute(sql, [low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE, month]).fetchone()
+    assert row is not None
+    values = [int(v or 0) for v in row]
+    return values[0], values[1], values[2], dict(zip(REQUIRED, values[3:], strict=True))
+
+
+def _exact_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
+    """Duplicates compared on whole rows, run only when the hash count says too many (hash collisions)."""
+    sql = f"SELECT count(*) - count(DISTINCT t) FROM (SELECT * FROM trips_v WHERE {PARTITION_COLUMN} = ?) t"
+    return _one(con, sql, [month])
+
+
+def _source_duplicates(
+    con: duckdb.DuckDBPyConnection, source_uri: str | None, storage_options: Mapping[str, str] | None
+) -> tuple[int, str]:
+    """Duplicate full rows in the source file as published, or the spec's count when it is not scanned."""
+    if not source_uri:
+        return NO_SOURCE_DUPLICATES, "spec: FHVHV files have no exact duplicates"
+    if source_uri.startswith("s3://") and storage_options:
+        add_s3_secret(con, storage_options, scope=source_uri)
+    try:
+        sql = "SELECT count(*) - count(DISTINCT hash(t)) FROM read_parquet(?) t"
+        return _one(con, sql, [source_uri]), "in the source file"
+    except duckdb.Error:  # e.g. a source only pyarrow/s3fs can open: fall back on the documented fact
+        return NO_SOURCE_DUPLICATES, "source not readable by DuckDB; spec: no exact duplicates"
+
+
+def record_checks(
+    checks_uri: str,
+    checks: Sequence[CheckResult],
+    *,
+    storage_options: Mapping[str, str] | None = None,
+    max_attempts: int = 8,
+) -> int:
+    """Append ``checks`` to the ``checks`` Delta table (created on first use); return the commit's version.
+
+    Appends never conflict with each other in Delta: delta-rs rebases a losing blind append onto the winner.
+    What is left (two creators racing, a retry budget spent under heavy contention) retries here with
+    backoff, so concurrent runs' results all land, each exactly once per successful call.
+    """
+    opts = dict(storage_options or {}) or None
+    if not checks:
+        return DeltaTable(checks_uri, storage_options=opts).version() if _exists(checks_uri, opts) else -1
+    data = pa.Table.from_pylist([_row(c) for c in checks], schema=checks_schema())
+    meta = {
+        "checks.partitions": ",".join(sorted({c.partition for c in checks})),
+        "checks.run_ids": ",".join(sorted({c.run_id for c in checks})),
+    }
+    for attempt in range(1, max_attempts + 1):
+        try:
+            _ensure_checks_table(checks_uri, opts)
+            table = DeltaTable(checks_uri, storage_options=opts)
+            write_deltalake(table, data, mode="append", commit_properties=CommitProperties(custom_metadata=meta))
+            return table.version()
+        except (CommitFailedError, DeltaError) as exc:
+            if attempt == max_attempts or not _is_conflict(exc):
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _row(check: CheckResult) -> dict[str, object]:
+    row = check.as_dict()
+    row["checked_at"] = datetime.fromisoformat(check.checked_at) if check.checked_at else None
+    return row
+
+
+def _exists(uri: str, opts: Mapping[str, str] | None) -> bool:
+    return DeltaTable.is_deltatable(uri, storage_options=dict(opts) if opts else None)
+
+
+def _ensure_checks_table(uri: str, opts: Mapping[str, str] | None) -> None:
+    """Create the empty table once; a creator racing us is as good as us."""
+    if _exists(uri, opts):
+        return
+    try:
+        DeltaTable.create(uri, schema=checks_schema(), mode="ignore", storage_options=dict(opts) if opts else None)
+    except DeltaError:
+        if not _exists(uri, opts):
+            raise
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    words = ("conflict", "concurrent", "already exists", "version mismatch", "changed since")
+    return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in words)
