@@ -54,13 +54,11 @@ def s3fs_kwargs(storage_options: Mapping[str, str] | None) -> dict[str, Any]:
 def fsspec_for(uri: str, storage_options: Mapping[str, str] | None = None) -> tuple[Any, str]:
     """An fsspec filesystem for ``uri`` and the path inside it (no trailing slash).
 
-    Instances are not shared (``skip_instance_cache``) and listings are not cached, so a plan always sees the
-    store as it is now, not as an earlier call in the same process saw it.
+    Listings are never cached, so a plan sees the store as it is now, not as an earlier call saw it. The
+    instance itself (its connection pool) is shared per process and options: a new client costs ~0.2 s.
     """
     if is_s3(uri):
-        fs = fsspec.filesystem(
-            "s3", skip_instance_cache=True, use_listings_cache=False, **s3fs_kwargs(storage_options)
-        )
+        fs = fsspec.filesystem("s3", use_listings_cache=False, **s3fs_kwargs(storage_options))
         return fs, uri.split("://", 1)[1].rstrip("/")
     if "://" in uri and not uri.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))

@@ -29,7 +29,7 @@ STATE_DIR: Final = "_partitions_state"
 STATE_POINTER: Final = "_last.json"
 STATE_FORMAT: Final = 1
 STATE_EVERY: Final = 100
-_FIRST_BATCH, _MAX_BATCH = 16, 1024
+_FIRST_BATCH, _MAX_BATCH = 2, 1024  # probe 2, 8, 32 ... commits at once: few wasted 404s, few round trips
 _COMMIT_NAME = re.compile(r"(\d{20})\.json")
 
 
@@ -51,9 +51,7 @@ class LogState:
     commits_read: int = 0
 
 
-def read_records(
-    table_uri: str, *, storage_options: Mapping[str, str] | None = None
-) -> dict[str, PartitionHistory]:
+def read_records(table_uri: str, *, storage_options: Mapping[str, str] | None = None) -> dict[str, PartitionHistory]:
     """Each partition's latest success and newer failure from the Delta log; ``{}`` when there is no table."""
     return read_state(table_uri, storage_options=storage_options).histories
 
@@ -215,9 +213,7 @@ def _first_commit_after(fs: Any, root: str, version: int, up_to: int | None) -> 
     return min(later, default=None)
 
 
-def _records_after(
-    fs: Any, root: str, version: int, up_to: int | None
-) -> tuple[list[MaterializationRecord], int, int]:
+def _records_after(fs: Any, root: str, version: int, up_to: int | None) -> tuple[list[MaterializationRecord], int, int]:
     """Records of the consecutive commits after ``version`` (to ``up_to``), last version read, count."""
     records: list[MaterializationRecord] = []
     last, batch = version, _FIRST_BATCH

@@ -53,9 +53,7 @@ def list_source(
     if uri.startswith(("http://", "https://")):
         if keys is None:
             if partitions.start is None or partitions.end is None:
-                raise ValueError(
-                    f"{uri}: an HTTP template needs keys=..., or start and end on the partitions"
-                )
+                raise ValueError(f"{uri}: an HTTP template needs keys=..., or start and end on the partitions")
             keys = month_range(partitions.start, partitions.end)
         return list_http(uri, keys, partitions=partitions)
     if is_s3(uri):
@@ -126,8 +124,12 @@ def _classify(
             skipped.append(SkippedFile(uri, f"name matches the pattern but {raw!r} is not a real month"))
             continue
         if not partitions.contains(key):
-            bounds = f"{partitions.start or '...'}..{partitions.end or '...'}"
-            skipped.append(SkippedFile(uri, f"month {key} is outside the asset's range {bounds}"))
+            side = (
+                f"before the first month {partitions.start}"
+                if partitions.start and key < partitions.start
+                else (f"after the last month {partitions.end}")
+            )
+            skipped.append(SkippedFile(uri, f"month {key} is {side} of this asset"))
             continue
         by_key.setdefault(key, []).append(entry)
     duplicates = {k: tuple(e[0] for e in v) for k, v in sorted(by_key.items()) if len(v) > 1}

@@ -1,0 +1,197 @@
+import http.server
+import os
+import threading
+from functools import partial
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from partitions_cases import month_rows
+
+from partitions.errors import DuplicatePartitionSource, SourceListingError
+from partitions.keys import MonthlyPartitions
+from partitions.listing import filesystem_for, list_http, list_source, open_input
+from partitions.staleness import PartitionState, plan
+
+EVENTS = MonthlyPartitions(r"events_(?P<key>\d{4}-\d{2})\.parquet", start="2019-02")
+
+
+def put(root: Path, name: str, body: bytes = b"x") -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache" / "fingerprints.json"
+
+
+def test_local_listing_classifies_every_file(tmp_path, cache):
+    src = tmp_path / "src"
+    put(src, "events_2019-02.parquet", b"feb")
+    put(src, "nested/events_2019-03.parquet", b"march")
+    put(src, "events_2019-13.parquet")
+    put(src, "events_2019-01.parquet")
+    put(src, "README.md")
+    listing = list_source(str(src), EVENTS, fingerprint_cache=cache)
+    assert sorted(listing.files) == ["2019-02", "2019-03"]
+    feb = listing.files["2019-02"]
+    assert (feb.uri, feb.size) == (str(src / "events_2019-02.parquet"), 3)
+    assert feb.fingerprint.startswith("sha256:")
+    assert feb.last_modified is not None
+    reasons = {Path(s.uri).name: s.reason for s in listing.skipped}
+    assert reasons == {
+        "README.md": "name does not match the pattern 'events_(?P<key>\\\\d{4}-\\\\d{2})\\\\.parquet'",
+        "events_2019-13.parquet": "name matches the pattern but '2019-13' is not a real month",
+        "events_2019-01.parquet": "month 2019-01 is before the first month 2019-02 of this asset",
+    }
+    assert listing.duplicates == {}
+    assert not any(cache.parent.parent.joinpath("src").glob("*.json")), "no cache inside the source"
+
+
+def test_two_files_for_one_month_fail_that_month_only(tmp_path, cache):
+    src = tmp_path / "src"
+    put(src, "a/events_2019-02.parquet")
+    put(src, "b/EVENTS_2019-02.PARQUET")
+    put(src, "events_2019-03.parquet")
+    listing = list_source(str(src), EVENTS, fingerprint_cache=cache)
+    assert list(listing.files) == ["2019-03"]
+    assert listing.duplicates == {
+        "2019-02": (str(src / "a/events_2019-02.parquet"), str(src / "b/EVENTS_2019-02.PARQUET"))
+    }
+    with pytest.raises(DuplicatePartitionSource, match="remove or rename all but one") as caught:
+        listing.require("2019-02")
+    assert caught.value.partition == "2019-02"
+    assert listing.require("2019-03") is listing.files["2019-03"]
+    rows = plan(listing.files, {}, code_version="c", source_problems=listing.problems())
+    assert [(r.partition, r.state) for r in rows] == [("2019-02", PartitionState.FAILED), ("2019-03", "missing")]
+    assert rows[0].reason.startswith("source cannot be used: 2 source files map to this partition")
+
+
+def test_local_fingerprints_are_content_hashes_cached_by_size_and_mtime(tmp_path, cache):
+    src = tmp_path / "src"
+    path = put(src, "events_2019-02.parquet", b"aaaa")
+    first = list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint
+    assert cache.is_file()
+    stat = path.stat()
+    path.write_bytes(b"bbbb")  # same size; restore the mtime: only a re-hash could notice
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint == first
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint
+    assert changed != first
+    path.write_bytes(b"aaaa")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
+    assert list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint == first
+
+
+def test_default_cache_lives_under_the_user_cache_dir(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    put(src, "events_2019-02.parquet")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    list_source(str(src), EVENTS)
+    assert (tmp_path / "xdg" / "partitions" / "fingerprints.json").is_file()
+
+
+def test_a_missing_directory_is_a_listing_error(tmp_path):
+    with pytest.raises(SourceListingError, match="no such directory"):
+        list_source(str(tmp_path / "absent"), EVENTS, fingerprint_cache=tmp_path / "c.json")
+
+
+@pytest.mark.integration
+def test_s3_listing_uses_etag_and_size_in_one_listing(s3_server, s3_bucket):
+    client = s3_server.boto3_client()
+    for key, body in [
+        ("src/events_2019-02.parquet", b"feb"),
+        ("src/2019/events_2019-03.parquet", b"march"),
+        ("src/notes.txt", b"n"),
+        ("other/events_2019-04.parquet", b"not under the prefix"),
+    ]:
+        client.put_object(Bucket=s3_bucket, Key=key, Body=body)
+    options = s3_server.storage_options()
+    listing = list_source(f"s3://{s3_bucket}/src", EVENTS, storage_options=options)
+    assert sorted(listing.files) == ["2019-02", "2019-03"]
+    feb = listing.files["2019-02"]
+    etag = client.head_object(Bucket=s3_bucket, Key="src/events_2019-02.parquet")["ETag"]
+    assert (feb.uri, feb.size, feb.fingerprint) == (
+        f"s3://{s3_bucket}/src/events_2019-02.parquet",
+        3,
+        f"etag:{etag}/size:3",
+    )
+    assert feb.last_modified is not None
+    assert [Path(s.uri).name for s in listing.skipped] == ["notes.txt"]
+    client.put_object(Bucket=s3_bucket, Key="src/events_2019-02.parquet", Body=b"feb, fixed")
+    again = list_source(f"s3://{s3_bucket}/src", EVENTS, storage_options=options)
+    assert again.files["2019-02"].fingerprint != feb.fingerprint
+    with open_input(feb.uri, storage_options=options) as handle:
+        assert handle.read() == b"feb, fixed"
+
+
+@pytest.mark.integration
+def test_s3_listing_errors_name_the_uri_but_never_the_secret(s3_server):
+    with pytest.raises(SourceListingError, match="bucket does not exist") as caught:
+        list_source("s3://no-such-bucket/src", EVENTS, storage_options=s3_server.storage_options())
+    assert "s3://no-such-bucket/src" in str(caught.value)
+    assert s3_server.secret not in str(caught.value)
+    assert s3_server.secret not in repr(caught.value.args)
+
+
+@pytest.mark.integration
+def test_filesystem_for_reads_parquet_from_s3(s3_server, s3_bucket, tmp_path):
+    pq.write_table(month_rows("2019-02", 7), tmp_path / "f.parquet")
+    s3_server.boto3_client().upload_file(str(tmp_path / "f.parquet"), s3_bucket, "src/events_2019-02.parquet")
+    fs, path = filesystem_for(f"s3://{s3_bucket}/src/events_2019-02.parquet", s3_server.storage_options())
+    assert pq.read_table(path, filesystem=fs).num_rows == 7
+    fs, path = filesystem_for(str(tmp_path / "f.parquet"))
+    assert pq.read_table(path, filesystem=fs).num_rows == 7
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def do_HEAD(self):
+        if "2019-05" in self.path:
+            self.send_error(503, "busy")
+        elif "2019-06" in self.path:
+            self.send_error(403, "forbidden")
+        else:
+            super().do_HEAD()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "site"
+    put(root, "events_2019-02.parquet", b"feb")
+    put(root, "events_2019-03.parquet", b"march")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/events_{{key}}.parquet"
+    server.shutdown()
+
+
+def test_http_template_heads_each_month(http_root):
+    listing = list_http(http_root, ["2019-02", "2019-03", "2019-04", "2019-06"])
+    assert sorted(listing.files) == ["2019-02", "2019-03"]
+    feb = listing.files["2019-02"]
+    assert feb.size == 3
+    assert feb.fingerprint.startswith("last-modified:")
+    assert feb.fingerprint.endswith("/size:3")
+    assert feb.last_modified is not None
+    assert [(Path(s.uri).name, s.reason) for s in listing.skipped] == [
+        ("events_2019-04.parquet", "not published (HTTP 404)"),
+        ("events_2019-06.parquet", "not published (HTTP 403)"),
+    ]
+    bounded = MonthlyPartitions(r"events_(?P<key>\d{4}-\d{2})\.parquet", start="2019-03", end="2019-04")
+    assert sorted(list_source(http_root, bounded).files) == ["2019-03"]
+
+
+def test_http_server_errors_are_transient_listing_errors(http_root):
+    with pytest.raises(SourceListingError, match="HTTP 503") as caught:
+        list_http(http_root, ["2019-02", "2019-05"])
+    assert caught.value.uri.endswith("events_2019-05.parquet")
+    with pytest.raises(SourceListingError, match=r"ConnectionRefused|URLError"):
+        list_http("http://127.0.0.1:9/events_{key}.parquet", ["2019-02"], timeout=2)
