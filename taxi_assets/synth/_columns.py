@@ -50,60 +50,65 @@ SPEED_SIGMA, SPEED_DISTANCE_EXPONENT = 0.3, 0.45  # longer trips run faster: p99
 TRIP_TIME_FOLD_ABOVE: Final = 10_000  # natural trips stay under 3 h: longer ones are anomaly A7
 
 
+SAMPLING_SLOTS: Final = 1 << 16  # zone draws index a table of this many slots: no binary search per row
+
+
 @dataclass(frozen=True, slots=True)
-class _ZoneTables:
-    borough_cdf: np.ndarray
-    flat_key: np.ndarray  # borough code + cumulative Zipf share within the borough
-    flat_ids: np.ndarray
-    borough_of: np.ndarray  # by zone id, -1 for 264/265 and out-of-range
+class ZoneTables:
+    any_zone: np.ndarray  # SAMPLING_SLOTS zone ids: borough share x Zipf within the borough
+    in_borough: np.ndarray  # (borough, SAMPLING_SLOTS): Zipf within each borough
+    borough_of: np.ndarray  # by zone id, -1 for 264/265
     yellow: np.ndarray  # bool by zone id
     airport: np.ndarray
     cbd: np.ndarray
 
 
+def _slots(ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Quantile table: slot k holds the id whose cumulative share covers (k + 0.5) / SAMPLING_SLOTS."""
+    cdf = np.cumsum(weights / weights.sum())
+    cdf[-1] = 1.0
+    return ids[np.searchsorted(cdf, (np.arange(SAMPLING_SLOTS) + 0.5) / SAMPLING_SLOTS, side="right")]
+
+
 @cache
-def zone_tables() -> _ZoneTables:
-    keys, ids = [], []
-    for code, borough in enumerate(BOROUGHS):
-        members = np.array(zone_ids_by_borough()[borough])
-        weights = np.arange(1, len(members) + 1, dtype=float) ** -ZIPF_EXPONENT
-        cdf = np.cumsum(weights / weights.sum())
-        cdf[-1] = 1.0
-        keys.append(code + cdf)
+def zone_tables() -> ZoneTables:
+    ids, weights, in_borough = [], [], []
+    for borough in BOROUGHS:
+        members = np.array(zone_ids_by_borough()[borough], dtype=np.int64)
+        zipf = np.arange(1, len(members) + 1, dtype=float) ** -ZIPF_EXPONENT
+        in_borough.append(_slots(members, zipf))
         ids.append(members)
-    shares = np.array([PU_BOROUGH_WEIGHTS[b] for b in BOROUGHS])
-    borough_cdf = np.cumsum(shares / shares.sum())
-    borough_cdf[-1] = 1.0
+        weights.append(PU_BOROUGH_WEIGHTS[borough] * zipf / zipf.sum())
 
     def lookup(zone_ids: frozenset[int]) -> np.ndarray:
         table = np.zeros(ZONE_COUNT + 1, dtype=bool)
         table[list(zone_ids)] = True
         return table
 
-    return _ZoneTables(
-        borough_cdf, np.concatenate(keys), np.concatenate(ids), borough_codes(),
+    return ZoneTables(
+        _slots(np.concatenate(ids), np.concatenate(weights)), np.stack(in_borough), borough_codes(),
         lookup(manhattan_yellow_zone_ids()), lookup(AIRPORT_ZONE_IDS), lookup(cbd_zone_ids()),
     )  # fmt: skip
-
-
-def _zone_in_borough(z: _ZoneTables, borough: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return z.flat_ids[np.searchsorted(z.flat_key, borough + u, side="right")]
 
 
 def draw_zones(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """PU and DO location IDs: borough shares, Zipf within a borough, 3.9% drop-offs at 264/265."""
     z = zone_tables()
-    pu_borough = np.searchsorted(z.borough_cdf, rng.random(n), side="right")
-    pu = _zone_in_borough(z, pu_borough, rng.random(n))
-    route, other_borough = rng.random(n), np.searchsorted(z.borough_cdf, rng.random(n), side="right")
-    do_borough = np.where(route < DO_SAME_ZONE + DO_SAME_BOROUGH, pu_borough, other_borough)
-    moved = _zone_in_borough(z, do_borough, rng.random(n))
-    moved = np.where(moved == pu, _zone_in_borough(z, do_borough, rng.random(n)), moved)  # one retry: keep 8.5%
+    pu = z.any_zone[rng.integers(0, SAMPLING_SLOTS, n)]
+    route = rng.random(n)
+    same_borough = route < DO_SAME_ZONE + DO_SAME_BOROUGH
+
+    def elsewhere() -> np.ndarray:
+        nearby = z.in_borough[z.borough_of[pu], rng.integers(0, SAMPLING_SLOTS, n)]
+        return np.where(same_borough, nearby, z.any_zone[rng.integers(0, SAMPLING_SLOTS, n)])
+
+    moved = elsewhere()
+    moved = np.where(moved == pu, elsewhere(), moved)  # one retry keeps same-zone trips near 8.5%
     do = np.where(route < DO_SAME_ZONE, pu, moved)
     special = rng.random(n)
     do = np.where(special < DO_OUTSIDE_NYC, OUTSIDE_NYC_ZONE, do)
     do = np.where((special >= DO_OUTSIDE_NYC) & (special < DO_OUTSIDE_NYC + DO_UNKNOWN), UNKNOWN_ZONE, do)
-    return pu.astype(np.int64), do.astype(np.int64)
+    return pu, do
 
 
 def hour_weights(weekday: int, *, dst_gap_day: bool) -> np.ndarray:

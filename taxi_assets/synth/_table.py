@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import pyarrow as pa
 
@@ -33,20 +31,24 @@ def _primitive(values: np.ndarray, kind: pa.DataType, mask: np.ndarray | None) -
     return pa.Array.from_buffers(kind, len(data), [validity, pa.py_buffer(data)], null_count=int(mask.sum()))
 
 
-@cache
-def _dictionary(values: tuple[str, ...], kind: pa.DataType) -> pa.Array:
-    """A small string array built from buffers, for the same reason as `_primitive`."""
-    encoded = [value.encode() for value in values]
-    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int64 if kind == pa.large_string() else np.int32)
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(kind, len(values), buffers, null_count=0)
+def _fixed_width_strings(
+    dictionary: tuple[str, ...], kind: pa.DataType, codes: np.ndarray, mask: np.ndarray | None
+) -> pa.Array:
+    """Strings by code without a per-row lookup in Arrow: every dictionary here has one width (6 or 1)."""
+    encoded = np.array([value.encode() for value in dictionary])  # dtype S<width>
+    width = encoded.dtype.itemsize
+    offset_type = np.int64 if kind == pa.large_string() else np.int32
+    offsets = np.arange(0, (len(codes) + 1) * width, width, dtype=offset_type)  # null slots keep their bytes
+    validity = None if mask is None else pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(encoded[codes])]
+    return pa.Array.from_buffers(kind, len(codes), buffers, null_count=0 if mask is None else int(mask.sum()))
 
 
 def _column(name: str, kind: pa.DataType, n: int, values: np.ndarray, mask: np.ndarray | None) -> pa.Array:
     if pa.types.is_null(kind):
         return pa.nulls(n)
     if name in STRING_COLUMNS:
-        return _dictionary(_DICTIONARIES.get(name, p.FLAG_VALUES), kind).take(_primitive(values, pa.int32(), mask))
+        return _fixed_width_strings(_DICTIONARIES.get(name, p.FLAG_VALUES), kind, values, mask)
     if name in TIMESTAMP_COLUMNS:
         return _primitive(values * _MICROS, pa.int64(), mask).view(kind)
     return _primitive(values, kind, mask)

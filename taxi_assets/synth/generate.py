@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -130,8 +130,15 @@ def _skip_dst_gap(m: _Month, day: int, request: np.ndarray, derived: list[np.nda
         values -= HOUR * ((request >= gap_end) & (values < gap_end))
 
 
-def _day(m: _Month, day: int, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """One day's rows sorted by (request, pickup), their null masks and truth as (row, code) pairs."""
+class _DayRows(NamedTuple):
+    cols: dict[str, np.ndarray]  # in draw order
+    masks: dict[str, np.ndarray]  # True = null
+    order: np.ndarray  # draw index of each output row: sorted by (request, pickup)
+    truth: np.ndarray  # (output row, truth code) pairs
+
+
+def _day(m: _Month, day: int, n: int, seed: int) -> _DayRows:
+    """One day's rows, the order that sorts them by (request, pickup), and the faulty rows in that order."""
     rng = np.random.default_rng([SALT_DAY0 + day, seed, *parse_month(m.month)])
     params = m.params
     cat = draw_categories(rng, n, m.rates)
@@ -170,25 +177,23 @@ def _day(m: _Month, day: int, n: int, seed: int) -> tuple[dict[str, np.ndarray],
     faulty = np.flatnonzero(cat)
     truth = np.concatenate([position[faulty], position[partners]])
     codes = np.concatenate([cat[faulty], np.full(len(partners), category_code("A13"), dtype=np.int8)])
-    return (
-        {k: v[order] for k, v in cols.items()},
-        {k: v[order] for k, v in masks.items()},
-        np.stack([truth, codes.astype(np.int64)], axis=1),
-    )
+    return _DayRows(cols, masks, order, np.stack([truth, codes.astype(np.int64)], axis=1))
 
 
 def _chunk(m: _Month, days: range, counts: np.ndarray, first_row: int, seed: int) -> MonthChunk:
     parts = [_day(m, d, int(counts[d]), seed) for d in days]
     sizes = [int(counts[d]) for d in days]
     n, offsets = sum(sizes), np.cumsum([0, *sizes])
-    cols = {k: np.concatenate([part[0][k] for part in parts]) for k in parts[0][0]}
-    mask_names = sorted({k for part in parts for k in part[1]})
-    masks = {
-        k: np.concatenate([part[1].get(k, np.zeros(size, bool)) for part, size in zip(parts, sizes, strict=True)])
-        for k in mask_names
-    }
-    truth = [part[2] + np.array([offset, 0]) for part, offset in zip(parts, offsets, strict=False)]
-    do, do_null = cols["DOLocationID"], masks.get("DOLocationID", np.zeros(n, bool))
+    cols = {k: np.empty(n, dtype=v.dtype) for k, v in parts[0].cols.items()}
+    masks = {k: np.zeros(n, dtype=bool) for k in sorted({k for part in parts for k in part.masks})}
+    for part, offset, size in zip(parts, offsets, sizes, strict=False):
+        rows = slice(offset, offset + size)
+        for k, values in part.cols.items():  # sort straight into place: one copy per column
+            np.take(values, part.order, out=cols[k][rows])
+        for k, values in part.masks.items():
+            np.take(values, part.order, out=masks[k][rows])
+    truth = [part.truth + np.array([offset, 0]) for part, offset in zip(parts, offsets, strict=False)]
+    do, do_null = cols["DOLocationID"], masks.get("DOLocationID", np.zeros(n, dtype=bool))
     a11 = np.flatnonzero(((do == UNKNOWN_ZONE) | (do == OUTSIDE_NYC_ZONE)) & ~do_null)
     truth.append(np.stack([a11, np.full(len(a11), _A11_CODE)], axis=1))
     pairs = np.unique(np.concatenate(truth), axis=0)
