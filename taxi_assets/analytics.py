@@ -237,7 +237,7 @@ def query(
     root, opts = sink_options(sink, storage_options)
     con = duckdb_connect(root, storage_options=opts)
     try:
-        return con.execute(sql, params or []).fetch_arrow_table()
+        return con.execute(sql, params or []).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryFailed(root, redact(_one_line(exc), opts)) from None
     finally:
