@@ -120,7 +120,8 @@ def hour_weights(weekday: int, *, dst_gap_day: bool) -> np.ndarray:
         weights[:3] = LATE_NIGHT_AFTER_FRI_SAT
     if dst_gap_day:
         weights[2] = 0.0
-    return weights / weights.sum()
+    shares: np.ndarray = weights / weights.sum()
+    return shares
 
 
 def draw_requests(
@@ -147,7 +148,8 @@ def draw_on_scene(rng: np.random.Generator, request: np.ndarray, pickup: np.ndar
     n = len(request)
     lead = np.rint(ON_SCENE_MEDIAN_S * np.exp(ON_SCENE_SIGMA * rng.standard_normal(n))).astype(np.int64)
     lead[rng.random(n) < ON_SCENE_AT_PICKUP] = 0
-    return np.minimum(np.maximum(pickup - lead, request), pickup)
+    on_scene: np.ndarray = np.minimum(np.maximum(pickup - lead, request), pickup)
+    return on_scene
 
 
 def draw_trips(

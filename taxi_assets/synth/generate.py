@@ -119,15 +119,21 @@ def _times(
     return request, night, request + wait
 
 
-def _skip_dst_gap(m: _Month, day: int, request: np.ndarray, derived: list[np.ndarray]) -> None:
-    """Wall clock has no 02:00-02:59 on spring-forward Sunday: times measured across it move by 1 h."""
+def _skip_dst_gap(rng: np.random.Generator, m: _Month, day: int, times: list[np.ndarray]) -> None:
+    """Keep every timestamp out of 02:00-02:59 on spring-forward Sunday (spec 7.3.4, a switch).
+
+    A trip that would straddle the skipped hour moves as a whole to just after it, so wall-clock
+    differences stay true durations and no unlisted fault (a 1 h "wait", a trip_time mismatch) appears.
+    """
     if day != m.dst_day:
         return
     gap_start = int(m.day_starts[day]) + 2 * HOUR
     gap_end = gap_start + HOUR
-    for values in derived:
-        values += HOUR * ((request < gap_start) & (values >= gap_start))
-        values -= HOUR * ((request >= gap_end) & (values < gap_end))
+    earliest, latest = np.minimum.reduce(times), np.maximum.reduce(times)
+    straddles = (earliest < gap_end) & (latest >= gap_start)
+    shift = np.where(straddles, gap_end - earliest + rng.integers(0, 600, len(earliest)), 0)
+    for values in times:
+        values += shift
 
 
 class _DayRows(NamedTuple):
@@ -151,7 +157,7 @@ def _day(m: _Month, day: int, n: int, seed: int) -> _DayRows:
     on_scene = draw_on_scene(rng, request, pickup)
     miles, seconds = draw_trips(rng, params, pu, do, lic == p.LYFT)
     dropoff = pickup + seconds + rng.integers(-1, 2, n)  # S1: trip_time = dropoff - pickup within 1 s
-    _skip_dst_gap(m, day, request, [on_scene, pickup, dropoff])
+    _skip_dst_gap(rng, m, day, [request, on_scene, pickup, dropoff])
     flags = draw_flags(rng, params, lic)
     cols: dict[str, np.ndarray] = {
         "hvfhs_license_num": lic,

@@ -83,18 +83,11 @@ def _chunks(
     yield MonthChunk(table, 0, np.array(rows_, dtype=np.int64), np.array(ids, dtype=object))
 
 
-def _truth_document(month: str, rows: int, seed: int, anomalies: str, rows_by_id: dict[str, list[int]]) -> str:
+def _truth_document(month: str, rows: int, settings: dict[str, Any], rows_by_id: dict[str, list[int]]) -> str:
+    """JSON ground truth: how the month was made, then the faulty rows per anomaly id (A1, A2, ... A18)."""
     ordered = dict(sorted(rows_by_id.items(), key=lambda item: (len(item[0]), item[0])))
-    return json.dumps(
-        {
-            "month": month,
-            "rows": rows,
-            "seed": seed,
-            "anomalies": anomalies,
-            "counts": {anomaly_id: len(found) for anomaly_id, found in ordered.items()},
-            "rows_by_id": ordered,
-        }
-    )
+    counts = {anomaly_id: len(found) for anomaly_id, found in ordered.items()}
+    return json.dumps({"month": month, "rows": rows, **settings, "counts": counts, "rows_by_id": ordered})
 
 
 def write_month_file(
@@ -142,7 +135,8 @@ def write_month_file(
                 buffered, held = [pending.slice(size)], held - size
                 if progress is not None:
                     progress(size)
-    truth = _truth_document(month, rows, seed, anomalies, rows_by_id)
+    settings = {"seed": seed, "anomalies": anomalies, "extra": dict(extra or {}), "shuffle": shuffle}
+    truth = _truth_document(month, rows, settings, rows_by_id)
     fs.pipe_file(f"{root}/{TRUTH_DIR}/{truth_file_name(month)}", truth.encode())
     fs.invalidate_cache(root)
     return SynthFile(f"{prefix}/{file_name(month)}", month, rows, groups, int(fs.size(path)))

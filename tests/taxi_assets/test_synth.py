@@ -256,11 +256,16 @@ def test_calibration_locations(calibration_month):
 
 
 def test_no_timestamp_falls_in_the_spring_forward_hour():
-    table, _ = generate_month("2024-03", 60_000, seed=5)
+    table, truth = generate_month("2024-03", 60_000, seed=5)
     gap_start = np.datetime64("2024-03-10T02:00:00", "s").astype(np.int64)
     for name in ("request_datetime", "pickup_datetime", "dropoff_datetime"):
         values = seconds(table, name)
         assert not ((values >= gap_start) & (values < gap_start + 3600)).any(), name
+    faulty = {row for row, found in truth if found != "A11"}
+    clean = np.array([i not in faulty for i in range(table.num_rows)])
+    gap = seconds(table, "dropoff_datetime") - seconds(table, "pickup_datetime") - column(table, "trip_time")
+    assert np.abs(gap[clean]).max() <= 1
+    assert (np.diff(seconds(table, "request_datetime")) >= 0).all()
 
 
 # ---------------------------------------------------------------- anomalies
@@ -298,6 +303,12 @@ def anomaly_predicates(table: pa.Table) -> dict[str, np.ndarray]:
 
 def test_ground_truth_is_exactly_what_the_data_show(stress_month):
     table, truth = stress_month
+    for anomaly_id, found in anomaly_predicates(table).items():
+        assert set(np.flatnonzero(found).tolist()) == truth_rows(truth, anomaly_id), anomaly_id
+
+
+def test_ground_truth_holds_in_an_old_era_and_across_the_spring_forward_hour():
+    table, truth = generate_month("2021-03", 40_000, seed=8, anomalies="stress")
     for anomaly_id, found in anomaly_predicates(table).items():
         assert set(np.flatnonzero(found).tolist()) == truth_rows(truth, anomaly_id), anomaly_id
 
