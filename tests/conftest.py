@@ -108,3 +108,32 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     return s3_server
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One throwaway Prefect API for the whole run; yields its URL."""
+    from prefect import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        with get_client(sync_client=True) as client:
+            yield str(client.api_url)
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_api: str) -> Iterator[str]:
+    """A real local Dask cluster (worker processes, so pickling bugs surface) for flows given its address.
+
+    Workers get the run's Prefect API URL: without it each worker process would start its own ephemeral API.
+    """
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env={"PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+    ) as cluster:
+        yield cluster.scheduler_address

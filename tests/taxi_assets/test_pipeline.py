@@ -1,12 +1,12 @@
-"""The incremental path end to end through the real flow: Prefect (ephemeral test API), a real local Dask
-cluster, real Delta tables, real DuckDB checks; on local directories and on the S3-compatible server."""
+"""The incremental path end to end through the real flow: Prefect (a throwaway test API), a real Dask cluster
+with worker processes (shared by the module through its address, so each run skips cluster start-up), real
+Delta tables, real DuckDB checks; on local directories and on the S3-compatible server."""
 
 from __future__ import annotations
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
-from builders import local_settings, month_rows, s3_settings, table_version, write_months
+from builders import local_settings, month_rows, table_version, write_months
 from partitions.staleness import PartitionState
 from taxi_assets.flows import fhvhv_pipeline
 from taxi_assets.settings import Settings
@@ -16,14 +16,13 @@ from taxi_assets.synth import write_month_file
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+@pytest.fixture(autouse=True)
+def _cluster(dask_address, monkeypatch):
+    monkeypatch.setenv("TAXI_ASSETS_CLUSTER", dask_address)
 
 
 def run(cfg: Settings, **params) -> dict:
-    return fhvhv_pipeline(source=cfg.source, sink=cfg.sink, cluster=cfg.cluster, **params)
+    return fhvhv_pipeline(source=cfg.source, sink=cfg.sink, **params)
 
 
 def states(cfg: Settings, **kwargs) -> dict[str, PartitionState]:
@@ -46,7 +45,8 @@ def incremental_story(cfg: Settings, storage_options=None) -> None:
     # Unchanged months: fresh, nothing rewritten, no cluster.
     version = table_version(cfg)
     second = run(cfg)
-    assert second["stale"] == [] and second["cluster"] is None
+    assert second["stale"] == []
+    assert second["cluster"] is None
     assert table_version(cfg) == version
 
     # A re-published month with new bytes is rebuilt exactly once.
@@ -66,8 +66,9 @@ def test_incremental_path_on_local_directories(tmp_path):
     incremental_story(local_settings(tmp_path))
 
 
-def test_incremental_path_on_s3(s3_server, s3_bucket):
-    cfg = s3_settings(s3_server, s3_bucket)
+def test_incremental_path_on_s3(s3_env, s3_bucket):
+    # Only the standard AWS_* variables are set, as a user would: every part must find its way with them.
+    cfg = Settings.resolve(source=f"s3://{s3_bucket}/source", sink=f"s3://{s3_bucket}/warehouse")
     incremental_story(cfg, storage_options=cfg.storage_options(cfg.source))
 
 
