@@ -28,7 +28,7 @@ from taxi_assets.synth.layouts import row_group_sizes
 LayoutOption = Literal["auto", "single", "arrow-1Mi", "nonuniform", "daily"]
 DEFAULT_SCALE: Final = 1e-4  # ~2 k rows per month: the unit-test size of spec 7.1
 TRUTH_DIR: Final = "_truth"
-CHUNK_ROWS: Final = 1 << 20  # generator chunk: about a day at full scale
+CHUNK_ROWS: Final = 1 << 18  # generator chunk (whole days, so up to one full-scale day): bounds memory
 _S3_OPTION_NAMES: Final = {
     "AWS_ACCESS_KEY_ID": "key",
     "AWS_SECRET_ACCESS_KEY": "secret",
