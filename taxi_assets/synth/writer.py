@@ -115,12 +115,15 @@ def write_month_file(
     groups = len(pending_sizes)
     fs, root, prefix = _filesystem(dest, storage_options)
     path = f"{root}/{file_name(month)}"
+    # S3 shows an object only once complete; locally, write aside and rename, so a lister never sees half a file.
+    local = prefix == root
+    target = f"{root}/.{file_name(month)}.partial" if local else path
     rows_by_id: dict[str, list[int]] = {}
     buffered: list[pa.Table] = []
     held = 0
     schema, version = month_schema(month), parquet_format_version(month)
     with (
-        fs.open(path, "wb") as sink,
+        fs.open(target, "wb") as sink,
         pq.ParquetWriter(sink, schema, version=version, compression="snappy", store_schema=True) as writer,
     ):
         for chunk in _chunks(month, rows, seed, anomalies, extra, shuffle):
@@ -135,6 +138,8 @@ def write_month_file(
                 buffered, held = [pending.slice(size)], held - size
                 if progress is not None:
                     progress(size)
+    if local:
+        fs.mv(target, path)
     settings = {"seed": seed, "anomalies": anomalies, "extra": dict(extra or {}), "shuffle": shuffle}
     truth = _truth_document(month, rows, settings, rows_by_id)
     fs.pipe_file(f"{root}/{TRUTH_DIR}/{truth_file_name(month)}", truth.encode())
