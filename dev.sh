@@ -22,6 +22,7 @@ UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync --locked --quiet --python .venv/b
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_HOME="${PREFECT_HOME:-$PWD/.venv/prefect-home}"
 export DO_NOT_TRACK=1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-180}"
 
 cmd=${1:-help}
 [ $# -gt 0 ] && shift

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral API's first start migrates a fresh SQLite database: on a busy 2-core machine that can
+    # exceed Prefect's 20 s default and fail the run for no reason.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

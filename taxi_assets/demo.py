@@ -70,7 +70,7 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
 
     out = console()
     months = parse_selection(args.months)
-    generated = not list_months(cfg).files
+    generated = _source_is_empty(cfg)
     if generated:
         out.rule("1. Synthesize source months")
         write_months(
@@ -101,6 +101,12 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
     out.print(months_table(status_rows(plan.rows, recorded), title=f"Status of {cfg.sink}"))
     out.print(f"Source: {cfg.source}\nTables: {cfg.trips_uri}, {cfg.quarantine_uri}")
     return exit_code
+
+
+def _source_is_empty(cfg: Settings) -> bool:
+    if "://" not in cfg.source and not os.path.isdir(cfg.source):
+        return True
+    return not list_months(cfg).files
 
 
 def _run(pipeline: object, cfg: Settings) -> int:
