@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import asdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,9 +192,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     plan = plan_months(cfg, partitions=[month])
     result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
     if args.json:
-        print_json(result.__dict__ if not hasattr(result, "__slots__") else result)
+        print_json(asdict(result))
     else:
-        console().print(results_table([result.__dict__]))
+        console().print(results_table([asdict(result)]))
+        console().print(checks_table([asdict(result)]))
     return 0
 
 
