@@ -1,0 +1,205 @@
+"""The DuckDB month checks and the checks table, on real Delta tables (local and the S3-compatible server).
+
+Each failure mode is produced for real: a table written with rows of another month, with duplicated rows, with
+nulls in a required column, or an expectation that does not match what was committed."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from builders import local_settings, s3_settings
+from deltalake import DeltaTable
+
+from partitions.overwrite import overwrite_partition
+from partitions.records import MaterializationRecord
+from taxi_assets import duckdb_connect
+from taxi_assets.errors import CheckFailed
+from taxi_assets.schema import trips_schema
+from taxi_assets.settings import Settings
+from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.synth import write_month_file
+from taxi_assets.verify import CHECK_NAMES, CheckResult, record_checks, verify_month_checks
+
+MONTH = "2019-02"
+
+
+def materialize(cfg: Settings, rows: int = 400) -> MonthResult:
+    write_month_file(
+        cfg.source, MONTH, rows, seed=3, anomalies="stress", storage_options=cfg.storage_options(cfg.source)
+    )
+    plan = plan_months(cfg)
+    return run_month(plan.listing.files[MONTH], cfg, run_id=new_run_id(), code_version=plan.code_version)
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> tuple[Settings, MonthResult]:
+    cfg = local_settings(tmp_path_factory.mktemp("verify"))
+    return cfg, materialize(cfg)
+
+
+def checks_of(cfg: Settings, result: MonthResult, **changes) -> dict[str, CheckResult]:
+    """All checks of ``result``'s committed versions; ``changes`` override the expectations or the tables."""
+    key = changes.pop("month", MONTH)
+    args = {
+        "run_id": "test",
+        "trips_uri": cfg.trips_uri,
+        "trips_version": result.trips_version,
+        "quarantine_uri": cfg.quarantine_uri,
+        "quarantine_version": result.quarantine_version,
+        "rows_source": result.rows_source,
+        "rows_written": result.rows_written,
+        "rows_quarantined": result.rows_quarantined,
+        "storage_options": cfg.storage_options(cfg.trips_uri),
+        **changes,
+    }
+    checks = verify_month_checks(key, **args)
+    assert [c.check for c in checks] == list(CHECK_NAMES)
+    return {c.check: c for c in checks}
+
+
+def failed(checks: dict[str, CheckResult]) -> list[str]:
+    return [name for name, c in checks.items() if not c.passed]
+
+
+def write_partition(uri: str, data: pa.Table, month: str) -> int:
+    """Commit ``data`` as partition ``month`` exactly as the pipeline's writer does, bypassing the cleaning."""
+    data = data.set_column(data.schema.get_field_index("month"), "month", pa.array([month] * data.num_rows))
+    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
+    return overwrite_partition(uri, data, column="month", record=record, schema=trips_schema())
+
+
+def clean_rows(cfg: Settings) -> pa.Table:
+    return DeltaTable(cfg.trips_uri).to_pyarrow_table(filters=[("month", "=", MONTH)])
+
+
+def test_every_check_passes_on_a_real_run_and_is_returned_to_the_step(month):
+    cfg, result = month
+    assert [c["check"] for c in result.checks] == list(CHECK_NAMES)  # what steps.run_month got
+    checks = checks_of(cfg, result, source_uri=f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet")
+    assert failed(checks) == []
+    assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
+    assert checks["row_count"].observed == str(result.rows_written)
+
+
+@pytest.mark.parametrize(
+    ("expectation", "delta", "check"),
+    [
+        ("rows_written", 1, "row_count"),
+        ("rows_quarantined", -1, "quarantine_row_count"),
+        ("rows_source", 2, "rows_conserved"),
+    ],
+)
+def test_a_corrupted_expectation_fails_its_check_with_a_clear_message(month, expectation, delta, check):
+    cfg, result = month
+    wrong = getattr(result, expectation) + delta
+    checks = checks_of(cfg, result, **{expectation: wrong})
+    assert failed(checks) == [check]
+    bad = checks[check]
+    message = str(CheckFailed(bad.partition, bad.check, bad.observed, bad.expected))  # as steps.run_month raises
+    assert message.startswith(f"{MONTH}: check '{check}' failed: observed ")
+    assert f"expected {wrong};" in message
+    assert "planned stale" in message
+
+
+def test_rows_filed_under_another_month_fail_month_matches_key(month, tmp_path):
+    cfg, result = month
+    uri = str(tmp_path / "trips")
+    version = write_partition(uri, clean_rows(cfg), "2019-04")  # February pickups filed as April
+    checks = checks_of(
+        cfg,
+        result,
+        month="2019-04",
+        trips_uri=uri,
+        trips_version=version,
+        rows_quarantined=0,
+        rows_source=result.rows_written,
+    )
+    assert failed(checks) == ["month_matches_key"]
+    assert checks["month_matches_key"].observed == f"{result.rows_written} trips outside the month"
+    assert checks["month_matches_key"].expected == "0 (pickups from 2019-03-31 23:00 to before 2019-05-01 01:00)"
+
+
+def test_duplicates_introduced_by_a_write_fail_unless_the_source_had_them(month, tmp_path):
+    cfg, result = month
+    rows = clean_rows(cfg)
+    doubled = pa.concat_tables([rows, rows.slice(0, 5)])
+    uri = str(tmp_path / "trips")
+    version = write_partition(uri, doubled, MONTH)
+    counts = {"rows_written": doubled.num_rows, "rows_source": doubled.num_rows + result.rows_quarantined}
+    source = f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet"
+    checks = checks_of(cfg, result, trips_uri=uri, trips_version=version, source_uri=source, **counts)
+    assert failed(checks) == ["no_duplicates_introduced"]
+    assert checks["no_duplicates_introduced"].observed == "5 duplicate rows"
+    assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
+
+    same_in_source = tmp_path / "source_with_duplicates.parquet"
+    pq.write_table(doubled.drop_columns(["month"]), same_in_source)
+    checks = checks_of(cfg, result, trips_uri=uri, trips_version=version, source_uri=str(same_in_source), **counts)
+    assert failed(checks) == []
+    without_source = checks_of(cfg, result, trips_uri=uri, trips_version=version, **counts)
+    assert without_source["no_duplicates_introduced"].expected.startswith("<= 0 (spec:")
+    assert not without_source["no_duplicates_introduced"].passed
+
+
+def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path):
+    cfg, result = month
+    rows = clean_rows(cfg)
+    holes = pa.array([i < 3 for i in range(rows.num_rows)])
+    column = rows.column("pickup_datetime")
+    rows = rows.set_column(
+        rows.schema.get_field_index("pickup_datetime"),
+        "pickup_datetime",
+        pc.if_else(holes, pa.scalar(None, column.type), column),
+    )
+    version = write_partition(str(tmp_path / "trips"), rows, MONTH)
+    checks = checks_of(cfg, result, trips_uri=str(tmp_path / "trips"), trips_version=version)
+    assert failed(checks) == ["required_not_null"]
+    assert checks["required_not_null"].observed == "nulls: pickup_datetime 3"
+
+
+def test_checks_read_the_committed_version_not_the_newest(month, tmp_path):
+    cfg, result = month
+    uri = str(tmp_path / "trips")
+    rows = clean_rows(cfg)
+    first = write_partition(uri, rows, MONTH)
+    write_partition(uri, rows.slice(0, 10), MONTH)  # a later run replaced the month
+    assert failed(checks_of(cfg, result, trips_uri=uri, trips_version=first)) == []
+
+
+def test_record_checks_appends_and_concurrent_appends_all_land(month, tmp_path):
+    cfg, result = month
+    checks = [CheckResult(**c) for c in result.checks]
+    uri = str(tmp_path / "warehouse" / "checks")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(
+            pool.map(lambda i: record_checks(uri, [replace(c, run_id=f"run{i}") for c in checks]), range(8))
+        )
+    assert sorted(versions) == list(range(1, 9))  # version 0 is the empty CREATE commit
+    with duckdb_connect(str(tmp_path / "warehouse")) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT run_id) FROM checks").fetchone() == (8 * len(checks), 8)
+        assert con.execute("SELECT bool_and(passed), min(checked_at) IS NOT NULL FROM checks").fetchone() == (
+            True,
+            True,
+        )
+    history = DeltaTable(uri).history()
+    assert {h.get("checks.partitions") for h in history if h.get("operation") == "WRITE"} == {MONTH}
+    assert record_checks(uri, []) == 8  # nothing to append: the current version, no commit
+
+
+def test_verify_and_record_on_s3_with_the_source_scanned_by_duckdb(s3_server, s3_bucket):
+    cfg = s3_settings(s3_server, s3_bucket)
+    result = materialize(cfg, rows=200)
+    source = f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet"
+    checks = checks_of(cfg, result, source_uri=source, source_storage_options=cfg.storage_options(source))
+    assert failed(checks) == []
+    assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
+    opts = cfg.storage_options(cfg.checks_uri)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: record_checks(cfg.checks_uri, list(checks.values()), storage_options=opts), range(2)))
+    with duckdb_connect(cfg.sink, storage_options=opts) as con:
+        assert con.execute("SELECT count(*) FROM checks").fetchone() == (2 * len(CHECK_NAMES),)
