@@ -172,13 +172,15 @@ def test_checks_read_the_committed_version_not_the_newest(month, tmp_path):
 
 
 def test_record_checks_appends_and_concurrent_appends_all_land(month, tmp_path):
-    cfg, result = month
+    _, result = month
     checks = [CheckResult(**c) for c in result.checks]
     uri = str(tmp_path / "warehouse" / "checks")
+
+    def append(i: int) -> int:
+        return record_checks(uri, [replace(c, run_id=f"run{i}") for c in checks])
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        versions = list(
-            pool.map(lambda i: record_checks(uri, [replace(c, run_id=f"run{i}") for c in checks]), range(8))
-        )
+        versions = list(pool.map(append, range(8)))
     assert sorted(versions) == list(range(1, 9))  # version 0 is the empty CREATE commit
     with duckdb_connect(str(tmp_path / "warehouse")) as con:
         assert con.execute("SELECT count(*), count(DISTINCT run_id) FROM checks").fetchone() == (8 * len(checks), 8)
