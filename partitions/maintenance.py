@@ -16,9 +16,7 @@ from partitions.delta_log import write_state_checkpoint
 from partitions.overwrite import POST_COMMIT
 
 
-def checkpoint(
-    table_uri: str, *, cleanup_logs: bool = False, storage_options: Mapping[str, str] | None = None
-) -> int:
+def checkpoint(table_uri: str, *, cleanup_logs: bool = False, storage_options: Mapping[str, str] | None = None) -> int:
     """Write a Delta checkpoint and a state checkpoint at the table's current version; return that version.
 
     With ``cleanup_logs``, expired commit files (older than ``delta.logRetentionDuration``) are deleted

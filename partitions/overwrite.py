@@ -244,9 +244,7 @@ def _ensure_table(table_uri: str, schema: pa.Schema, column: str, options: Mappi
     if column not in schema.names:
         raise PartitionMismatch("(any)", column, f"no such column in schema {schema.names}")
     try:
-        DeltaTable.create(
-            table_uri, schema=schema, partition_by=[column], mode="ignore", storage_options=opts
-        )
+        DeltaTable.create(table_uri, schema=schema, partition_by=[column], mode="ignore", storage_options=opts)
     except DeltaError:
         if not DeltaTable.is_deltatable(table_uri, storage_options=opts):
             raise

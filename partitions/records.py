@@ -103,9 +103,7 @@ class MaterializationRecord:
         return meta
 
     @classmethod
-    def from_commit_metadata(
-        cls, meta: Mapping[str, Any], version: int | None
-    ) -> MaterializationRecord | None:
+    def from_commit_metadata(cls, meta: Mapping[str, Any], version: int | None) -> MaterializationRecord | None:
         """The record a commit carries, or None when the commit is not ours (compaction, other writers)."""
         partition, status, run_id = meta.get(KEY_PARTITION), meta.get(KEY_STATUS), meta.get(KEY_RUN_ID)
         if not isinstance(partition, str) or status not in _STATUSES or not run_id:

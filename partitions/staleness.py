@@ -160,9 +160,7 @@ def _incompleteness(
             )
         companion_rows += other.rows_written
     if companions and quarantined is not None and companion_rows != quarantined:
-        return (
-            f"companion tables hold {companion_rows} rows but run {success.run_id} quarantined {quarantined}"
-        )
+        return f"companion tables hold {companion_rows} rows but run {success.run_id} quarantined {quarantined}"
     return ""
 
 
