@@ -260,11 +260,20 @@ def _exists(uri: str, opts: Mapping[str, str] | None) -> bool:
 
 
 def _ensure_checks_table(uri: str, opts: Mapping[str, str] | None) -> None:
-    """Create the empty table once; a creator racing us is as good as us."""
+    """Create the empty table once; a creator racing us is as good as us.
+
+    No commit retries: delta-rs would otherwise rebase a losing CREATE onto the winner's, leaving two.
+    """
     if _exists(uri, opts):
         return
     try:
-        DeltaTable.create(uri, schema=checks_schema(), mode="ignore", storage_options=dict(opts) if opts else None)
+        DeltaTable.create(
+            uri,
+            schema=checks_schema(),
+            mode="ignore",
+            storage_options=dict(opts) if opts else None,
+            commit_properties=CommitProperties(max_commit_retries=0),
+        )
     except DeltaError:
         if not _exists(uri, opts):
             raise
