@@ -147,7 +147,8 @@ def register_table(
         if not exists:
             register_arrow(con, name, schema.empty_table())
             return "empty"
-        if access == "auto" and _loaded(con, "delta"):
+        keys_given = not table_uri.startswith("s3://") or _has_s3_secret(con)  # else: deltalake's AWS chain
+        if access == "auto" and keys_given and _loaded(con, "delta"):
             pinned = f", version => {int(version)}" if version is not None else ""
             try:
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan({_literal(table_uri)}{pinned})")
@@ -261,6 +262,11 @@ def extension_path(name: str) -> Path:
 
 def _loaded(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     row = con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = ?", [name]).fetchone()
+    return bool(row and row[0])
+
+
+def _has_s3_secret(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT count(*) FROM duckdb_secrets() WHERE type = 's3'").fetchone()
     return bool(row and row[0])
 
 
