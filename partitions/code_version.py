@@ -21,7 +21,7 @@ LENGTH = 12
 def code_version(*parts: object) -> str:
     """``sha256`` hex prefix (12 characters) over the canonical form of ``parts``.
 
-    >>> code_version("v3", ["drop_negative_fares"]) == code_version("v3", ("drop_negative_fares",))
+    >>> code_version("v3", ["drop_negative_amounts"]) == code_version("v3", ("drop_negative_amounts",))
     True
     """
     text = json.dumps([_canonical(part) for part in parts], sort_keys=True, separators=(",", ":"))

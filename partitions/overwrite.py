@@ -244,7 +244,16 @@ def _ensure_table(table_uri: str, schema: pa.Schema, column: str, options: Mappi
     if column not in schema.names:
         raise PartitionMismatch("(any)", column, f"no such column in schema {schema.names}")
     try:
-        DeltaTable.create(table_uri, schema=schema, partition_by=[column], mode="ignore", storage_options=opts)
+        DeltaTable.create(
+            table_uri,
+            schema=schema,
+            partition_by=[column],
+            mode="ignore",
+            storage_options=opts,
+            # no rebase: a racing creator would otherwise land a second CREATE (new table id) at version 1
+            commit_properties=CommitProperties(max_commit_retries=0),
+            post_commithook_properties=POST_COMMIT,
+        )
     except DeltaError:
         if not DeltaTable.is_deltatable(table_uri, storage_options=opts):
             raise
@@ -255,7 +264,7 @@ def _check_column(data: pa.Table | pa.RecordBatchReader, schema: pa.Schema, colu
     if column not in schema.names:
         raise PartitionMismatch(key, column, f"no such column among {schema.names}")
     if isinstance(data, pa.Table) and data.num_rows:
-        values = data.column(column)
+        values = data.column(column).cast(pa.string())  # large/view/dictionary strings compare as plain strings
         others = pc.count(pc.filter(values, pc.not_equal(values, pa.scalar(key))), mode="all").as_py()
         nulls = values.null_count
         if others or nulls:

@@ -22,3 +22,11 @@ def test_code_version_changes_with_what_the_caller_declares():
 def test_code_version_refuses_objects_without_a_stable_text_form():
     with pytest.raises(TypeError, match="stably"):
         code_version(object())
+
+
+def test_docstring_example_holds():
+    import doctest
+    import importlib
+
+    module = importlib.import_module("partitions.code_version")  # the package attribute is the function
+    assert doctest.testmod(module).failed == 0

@@ -74,3 +74,13 @@ def test_monthly_partitions_refuses_a_pattern_without_a_month_group():
         MonthlyPartitions(r"events_\d{4}-\d{2}\.parquet")
     with pytest.raises(InvalidPartitionKey):
         MonthlyPartitions(r"(?P<key>.*)", start="2019-13")
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import partitions.keys
+
+    result = doctest.testmod(partitions.keys)
+    assert result.attempted >= 4
+    assert result.failed == 0

@@ -26,8 +26,8 @@ from partitions.staleness import PartitionState, plan
 @pytest.fixture(scope="module")
 def pool():
     """Real separate processes (spawn: nothing inherited), started once for the module's concurrency tests."""
-    with multiprocessing.get_context("spawn").Pool(3) as workers:
-        workers.map(warm_up, range(3))  # imports happen before the timed races
+    with multiprocessing.get_context("spawn").Pool(2) as workers:
+        workers.map(warm_up, range(2))  # imports happen before the timed races
         yield workers
 
 
@@ -184,26 +184,28 @@ def test_processes_writing_different_partitions_concurrently_all_succeed(tmp_pat
     uri = str(tmp_path / "events")
     write(uri, "2019-01")  # the table exists; creation races are the next test's business
     start = time.time() + 0.5
-    keys = ["2019-02", "2019-03", "2019-04"]
+    keys = ["2019-02", "2019-03"]
     versions = pool.map(write_at, [(uri, k, f"run-{k}", 50, start, None) for k in keys])
-    assert len(set(versions)) == 3
+    assert len(set(versions)) == 2
     recorded = read_records(uri)
     assert {k: recorded[k].latest_success.version for k in keys} == dict(zip(keys, versions, strict=True))
     counts = pc.value_counts(rows_of(uri)[COLUMN]).to_pylist()
-    assert {c["values"]: c["counts"] for c in counts} == {"2019-01": 10, "2019-02": 50, "2019-03": 50, "2019-04": 50}
+    assert {c["values"]: c["counts"] for c in counts} == {"2019-01": 10, "2019-02": 50, "2019-03": 50}
 
 
 def test_processes_racing_on_one_partition_of_a_new_table_leave_exactly_one_copy(tmp_path, pool):
     uri = str(tmp_path / "events")
     start = time.time() + 0.5
-    versions = pool.map(write_at, [(uri, "2019-02", f"run-{i}", 40, start, None) for i in range(3)])
-    assert len(set(versions)) == 3
+    versions = pool.map(write_at, [(uri, "2019-02", f"run-{i}", 40, start, None) for i in range(2)])
+    assert len(set(versions)) == 2
     assert rows_of(uri).num_rows == 40
     assert pc.count_distinct(rows_of(uri)["id"]).as_py() == 40
     latest = read_records(uri)["2019-02"].latest_success
     assert latest.version == max(versions)
-    assert latest.run_id in {"run-0", "run-1", "run-2"}
-    assert DeltaTable(uri).transaction_version(app_id("2019-02")) == 3
+    assert latest.run_id in {"run-0", "run-1"}
+    assert DeltaTable(uri).transaction_version(app_id("2019-02")) == 2
+    operations = [h["operation"] for h in DeltaTable(uri).history()]
+    assert sorted(operations) == ["CREATE TABLE", "WRITE", "WRITE"], "one CREATE, however the creators raced"
 
 
 def test_commit_files_replaces_a_partition_with_files_written_beforehand(tmp_path):
@@ -252,8 +254,8 @@ def test_s3_table_overwrite_failure_and_concurrent_writers(s3_server, s3_bucket,
         storage_options=options,
     )
     start = time.time() + 0.5
-    versions = pool.map(write_at, [(uri, "2019-04", f"run-{i}", 20, start, options) for i in range(3)])
-    assert len(set(versions)) == 3
+    versions = pool.map(write_at, [(uri, "2019-04", f"run-{i}", 20, start, options) for i in range(2)])
+    assert len(set(versions)) == 2
     assert rows_of(uri, options, key="2019-02").num_rows == 10
     assert rows_of(uri, options, key="2019-04").num_rows == 20
     recorded = read_records(uri, storage_options=options)
