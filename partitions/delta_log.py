@@ -116,6 +116,21 @@ def write_state_checkpoint(
     return state.version
 
 
+def prune_state_checkpoints(
+    table_uri: str, *, keep: int = 10, storage_options: Mapping[str, str] | None = None
+) -> list[int]:
+    """Delete all but the newest ``keep`` state checkpoints; return the versions deleted.
+
+    A reader that picked a deleted file through an older pointer falls back to the newest file, so pruning
+    never breaks a concurrent plan.
+    """
+    fs, root = fsspec_for(table_uri, storage_options)
+    old = sorted(_versions_in(fs, f"{root}/{STATE_DIR}"))[: -max(keep, 1)]
+    for version in old:
+        fs.rm_file(_state_path(root, version))
+    return old
+
+
 def maybe_write_state_checkpoint(
     table_uri: str,
     version: int,

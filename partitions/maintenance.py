@@ -12,21 +12,29 @@ from typing import Any
 
 from deltalake import DeltaTable
 
-from partitions.delta_log import write_state_checkpoint
+from partitions.delta_log import prune_state_checkpoints, write_state_checkpoint
 from partitions.overwrite import POST_COMMIT
 
 
-def checkpoint(table_uri: str, *, cleanup_logs: bool = False, storage_options: Mapping[str, str] | None = None) -> int:
+def checkpoint(
+    table_uri: str,
+    *,
+    cleanup_logs: bool = False,
+    keep_states: int = 10,
+    storage_options: Mapping[str, str] | None = None,
+) -> int:
     """Write a Delta checkpoint and a state checkpoint at the table's current version; return that version.
 
-    With ``cleanup_logs``, expired commit files (older than ``delta.logRetentionDuration``) are deleted
-    afterwards; the state checkpoint just written holds their records.
+    Older state checkpoints beyond the newest ``keep_states`` are deleted. With ``cleanup_logs``, expired
+    commit files (older than ``delta.logRetentionDuration``) are deleted afterwards; the state checkpoint
+    just written holds their records.
     """
     options = dict(storage_options or {})
     table = DeltaTable(table_uri, storage_options=options)
     table.create_checkpoint()
     version = table.version()
     write_state_checkpoint(table_uri, version=version, storage_options=options)
+    prune_state_checkpoints(table_uri, keep=keep_states, storage_options=options)
     if cleanup_logs:
         table.cleanup_metadata()
     return version

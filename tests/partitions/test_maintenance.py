@@ -71,3 +71,14 @@ def test_vacuum_keeps_the_default_retention(tmp_path):
     write_in_pieces(uri, "2019-02", "run-1")
     write_in_pieces(uri, "2019-02", "run-2")
     assert vacuum(uri) == []  # files removed minutes ago are within the 7-day retention
+
+
+def test_checkpoint_keeps_only_the_newest_state_checkpoints(tmp_path):
+    uri = str(tmp_path / "events")
+    versions = []
+    for i in range(4):
+        write_in_pieces(uri, "2019-02", f"run-{i}", pieces=1)
+        versions.append(checkpoint(uri, keep_states=2))
+    kept = sorted(p.name for p in (Path(uri) / STATE_DIR).glob("0*.json"))
+    assert kept == [f"{v:020d}.json" for v in versions[-2:]]
+    assert read_records(uri)["2019-02"].latest_success.run_id == "run-3"
