@@ -10,8 +10,8 @@ check                       passes when
 ``row_count``               trips rows of the month = rows the run wrote
 ``quarantine_row_count``    quarantine rows of the month = rows the run quarantined
 ``rows_conserved``          trips + quarantine rows of the month = source rows
-``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (with the
-                            cleaning's one-hour tolerance): rows of another month were filed under K
+``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (widened by
+                            the cleaning's ``PICKUP_TOLERANCE``): else rows of another month were filed under K
 ``no_duplicates_introduced`` duplicate full rows in the month <= those in the source file itself
 ``required_not_null``       no trip has a null in a column of :data:`taxi_assets.schema.REQUIRED`
 =========================== =================================================================================
