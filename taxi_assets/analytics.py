@@ -104,7 +104,8 @@ def add_s3_secret(
     opts = {k.upper(): str(v) for k, v in storage_options.items()}
     if not (opts.get("AWS_ACCESS_KEY_ID") and opts.get("AWS_SECRET_ACCESS_KEY")) or not _loaded(con, "httpfs"):
         return False
-    fields, params = ["TYPE s3", "KEY_ID ?", "SECRET ?"], [opts["AWS_ACCESS_KEY_ID"], opts["AWS_SECRET_ACCESS_KEY"]]
+    fields = ["TYPE s3", "KEY_ID ?", "SECRET ?"]
+    params: list[object] = [opts["AWS_ACCESS_KEY_ID"], opts["AWS_SECRET_ACCESS_KEY"]]
     optional = (("AWS_SESSION_TOKEN", "SESSION_TOKEN"), ("AWS_REGION", "REGION"), ("AWS_DEFAULT_REGION", "REGION"))
     for option, name in optional:
         if opts.get(option) and f"{name} ?" not in fields:
