@@ -4,6 +4,7 @@ Run by hand (a few minutes; prints a table, nothing is asserted):
 
     .venv/bin/python benchmarks/plan_cost.py                 # 120 partitions, ~5,000 files, 100/1,000/5,000 commits
     .venv/bin/python benchmarks/plan_cost.py --commits 100,500 --files-per-partition 10   # a quick look
+    .venv/bin/python benchmarks/plan_cost.py --s3            # also over a local S3 server (moto)
 
 The table gets 120 monthly partitions of ``--files-per-partition`` tiny parquet files each (one commit per
 partition, through ``commit_files``), then more commits until each milestone: four in five replace one
@@ -19,9 +20,14 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -133,21 +139,90 @@ def timed(fn, repeat: int = 5) -> float:
     return statistics.median(runs)
 
 
-def plan_once(uri: str, src: dict[str, SourceFile]) -> int:
-    state = read_state(uri)
-    plan(src, state.histories, code_version=CODE)
-    return state.commits_read
-
-
 def measure(uri: str, src: dict[str, SourceFile], *, with_state: bool) -> tuple[float, int]:
+    """Median plan time and commits read, with the state checkpoints moved aside when ``with_state`` is off."""
     state_dir, hidden = Path(uri) / STATE_DIR, Path(uri) / (STATE_DIR + ".off")
     if not with_state and state_dir.exists():
         state_dir.rename(hidden)
     try:
-        return timed(lambda: plan_once(uri, src)), plan_once(uri, src)
+        return plan_at(uri, src)
     finally:
         if hidden.exists():
             hidden.rename(state_dir)
+
+
+class S3Mirror:
+    """A local S3-compatible server (moto, as in the tests) holding copies of the table's log.
+
+    Only ``_delta_log`` and ``_partitions_state`` are copied: ``read_records`` never touches data files. Two
+    prefixes: ``with/`` gets the state checkpoints, ``without/`` never does.
+    """
+
+    def __init__(self) -> None:
+        import boto3
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.options = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench-secret",
+            region_name="us-east-1",
+        )
+        self.client.create_bucket(Bucket="bench")
+        self.sent: dict[str, float] = {}
+
+    def sync(self, table: str) -> None:
+        root = Path(table)
+        todo = []
+        for path in [*root.glob("_delta_log/*"), *root.glob(f"{STATE_DIR}/*")]:
+            relative = path.relative_to(root).as_posix()
+            if path.is_file() and self.sent.get(relative) != path.stat().st_mtime:
+                self.sent[relative] = path.stat().st_mtime
+                todo.append(("with/" + relative, path))
+                if not relative.startswith(STATE_DIR):
+                    todo.append(("without/" + relative, path))
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda kp: self.client.put_object(Bucket="bench", Key=kp[0], Body=kp[1].read_bytes()), todo))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def plan_at(
+    uri: str, src: dict[str, SourceFile], options: dict[str, str] | None = None, repeat: int = 5
+) -> tuple[float, int]:
+    """Median seconds of ``repeat`` plans (read_state + plan) and how many commits one plan read."""
+    read = [0]
+
+    def once() -> None:
+        state = read_state(uri, storage_options=options)
+        plan(src, state.histories, code_version=CODE)
+        read[0] = state.commits_read
+
+    return timed(once, repeat), read[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commits", default="100,1000,5000", help="milestones: commits after the initial build")
     parser.add_argument("--files-per-partition", type=int, default=42, help="42 x 120 = 5,040 data files")
     parser.add_argument("--recent", type=int, default=10, help="commits between state checkpoint and plan")
+    parser.add_argument("--s3", action="store_true", help="also time plans over a local S3 server (moto)")
     parser.add_argument("--keep", action="store_true", help="keep the table directory")
     args = parser.parse_args(argv)
     milestones = sorted(int(x) for x in args.commits.split(","))
@@ -162,50 +238,50 @@ def main(argv: list[str] | None = None) -> None:
     uri = str(workdir / "events")
     builder = Builder(uri, workdir)
     src = sources()
+    mirror = S3Mirror() if args.s3 else None
 
     t0 = time.perf_counter()
     builder.build_partitions(args.files_per_partition)
-    table = builder.table
+    assert builder.table is not None
     print(f"built {len(MONTHS)} partitions x {args.files_per_partition} files in {time.perf_counter() - t0:.1f} s")
 
-    rows, done = [], 0
-    for milestone in milestones:
-        t1 = time.perf_counter()
-        builder.add_commits(milestone - done - args.recent)
-        state_version = write_state_checkpoint(uri)
-        builder.add_commits(args.recent)
-        done = milestone
-        build_s = time.perf_counter() - t1
-        files = len(table.file_uris())
-        without, read_without = measure(uri, src, with_state=False)
-        with_state, read_with = measure(uri, src, with_state=True)
-        snapshot = timed(lambda: DeltaTable(uri).version(), repeat=3)
-        history = timed(lambda: DeltaTable(uri).history(), repeat=3)
-        rows.append(
-            (milestone, table.version() + 1, files, without, read_without, with_state, read_with, snapshot, history)
-        )
-        print(
-            f"  {milestone} commits: built in {build_s:.1f} s, state checkpoint at version {state_version}",
-            flush=True,
-        )
+    rows: list[dict[str, float | int]] = []
+    done = 0
+    try:
+        for milestone in milestones:
+            t1 = time.perf_counter()
+            builder.add_commits(milestone - done - args.recent)
+            state_version = write_state_checkpoint(uri)
+            builder.add_commits(args.recent)
+            done = milestone
+            print(f"  {milestone} commits: built in {time.perf_counter() - t1:.1f} s, state at v{state_version}")
+            row: dict[str, float | int] = {"commits": milestone, "versions": builder.table.version() + 1}
+            row["data files"] = len(builder.table.file_uris())
+            row["local, no state"], row["read"] = measure(uri, src, with_state=False)
+            row["local, state"], row["read "] = measure(uri, src, with_state=True)
+            if mirror is not None:
+                mirror.sync(uri)
+                row["s3, no state"], _ = plan_at("s3://bench/without", src, mirror.options, repeat=3)
+                row["s3, state"], _ = plan_at("s3://bench/with", src, mirror.options)
+            row["snapshot"] = timed(lambda: DeltaTable(uri).version(), repeat=3)
+            row["history()"] = timed(lambda: DeltaTable(uri).history(), repeat=3)
+            rows.append(row)
+    finally:
+        if mirror is not None:
+            mirror.close()
 
     print()
-    header = ("commits", "versions", "data files", "plan, no state", "read", "plan, state", "read")
-    print("{:>8} {:>9} {:>11} {:>15} {:>6} {:>12} {:>6} {:>9} {:>10}".format(*header, "snapshot", "history()"))
-    for milestone, versions, files, without, rw, with_state, rs, snapshot, history in rows:
-        print(
-            f"{milestone:>8} {versions:>9} {files:>11} {without:>13.3f} s {rw:>6} {with_state:>10.3f} s {rs:>6} "
-            f"{snapshot:>7.3f} s {history:>8.3f} s"
-        )
-    first = rows[0]
+    columns = list(rows[0])
+    print("  ".join(f"{c:>15}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{row[c]:>13.3f} s" if isinstance(row[c], float) else f"{row[c]:>15}" for c in columns))
     print()
+    first = rows[0]
+    timings = [c for c in columns if isinstance(first[c], float)]
     for row in rows[1:]:
-        print(
-            f"x{row[0] / first[0]:.0f} commits: no state x{row[3] / first[3]:.1f}, "
-            f"with state x{row[5] / first[5]:.2f}, snapshot load x{row[7] / first[7]:.1f}, "
-            f"history() x{row[8] / first[8]:.1f}"
-        )
-    print(f"\ntable: {uri}" if args.keep else "")
+        ratios = ", ".join(f"{c} x{row[c] / first[c]:.2f}" for c in timings)
+        print(f"x{row['commits'] / first['commits']:.0f} commits: {ratios}")
+    print(f"\ntable kept at {uri}" if args.keep else "")
     if not args.keep:
         shutil.rmtree(workdir)
 

@@ -8,12 +8,14 @@ files itself. A *state checkpoint* (``<table>/_partitions_state/<v>.json``, foun
 ``STATE_EVERY`` commits piled up, and it is what keeps the records once Delta log cleanup deletes old
 commit files.
 
-Commit files are probed by version (``v+1``, ``v+2``, ... fetched in growing concurrent batches) instead of
-listing ``_delta_log``: the work is the commits since the state checkpoint, whatever the table's age.
+On S3 the commits after ``v`` come from one listing that starts after ``v`` (as delta-rs lists the log); on
+other stores they are probed by version (``v+1``, ``v+2``, ... fetched in growing concurrent batches). Either
+way the work is the commits since the state checkpoint, whatever the table's age or file count.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import warnings
@@ -230,6 +232,58 @@ def _first_commit_after(fs: Any, root: str, version: int, up_to: int | None) -> 
 
 def _records_after(fs: Any, root: str, version: int, up_to: int | None) -> tuple[list[MaterializationRecord], int, int]:
     """Records of the consecutive commits after ``version`` (to ``up_to``), last version read, count."""
+    listed = _listed_after(fs, root, version, up_to)
+    if listed is None:
+        return _probed_after(fs, root, version, up_to)
+    run = list(itertools.takewhile(lambda pair: pair[0] == pair[1], zip(listed, itertools.count(version + 1))))
+    records: list[MaterializationRecord] = []
+    last = version
+    for start in range(0, len(run), _MAX_BATCH):
+        paths = [_commit_path(root, v) for v, _ in run[start : start + _MAX_BATCH]]
+        fetched = fs.cat(paths, on_error="return")
+        for path in paths:
+            body = fetched.get(path, FileNotFoundError(path))
+            if isinstance(body, FileNotFoundError):  # cleaned up since the listing: the gap check takes over
+                return records, last, last - version
+            if isinstance(body, BaseException):
+                raise body
+            last += 1
+            if (record := _record_in(body, last)) is not None:
+                records.append(record)
+    return records, last, last - version
+
+
+def _listed_after(fs: Any, root: str, version: int, up_to: int | None) -> list[int] | None:
+    """Commit versions after ``version`` from one S3 listing that starts there (``StartAfter``), as delta-rs
+    lists the log: pages of 1,000 keys, so the cost follows the commits since ``version``, not the table's age.
+
+    None for stores without such a listing; they are probed instead.
+    """
+    if not hasattr(fs, "call_s3"):
+        return None
+    bucket, _, key = f"{root}/{LOG_DIR}/".partition("/")
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+    if version >= 0:
+        request["StartAfter"] = f"{key}{version:020d}.json"
+    versions: list[int] = []
+    while True:
+        try:
+            page = fs.call_s3("list_objects_v2", **request)
+        except FileNotFoundError:
+            return versions
+        for item in page.get("Contents", []):
+            if match := _COMMIT_NAME.fullmatch(item["Key"].rsplit("/", 1)[-1]):
+                if up_to is not None and int(match[1]) > up_to:
+                    return versions
+                versions.append(int(match[1]))
+        if not page.get("IsTruncated"):
+            return versions
+        request["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def _probed_after(fs: Any, root: str, version: int, up_to: int | None) -> tuple[list[MaterializationRecord], int, int]:
+    """Fetch ``version+1, version+2 ...`` in growing concurrent batches until one is missing (local disks,
+    stores without a start-after listing); a missing file costs one stat or one 404."""
     records: list[MaterializationRecord] = []
     last, batch = version, _FIRST_BATCH
     while up_to is None or last < up_to:
