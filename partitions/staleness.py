@@ -72,6 +72,10 @@ def plan(
         source_problems: keys whose source cannot be used (e.g. ``Listing.duplicates``), planned FAILED with
             the given reason so the run fails that partition alone.
     """
+    if isinstance(force, str):  # one key, not its characters
+        force = [force]
+    if isinstance(only, str):
+        only = [only]
     forced = dict(force) if isinstance(force, Mapping) else dict.fromkeys(force, FORCED_REASON)
     problems = dict(source_problems or {})
     keys = set(sources) | set(recorded) | set(problems)

@@ -152,3 +152,9 @@ def test_downstream_is_source_changed_once_its_upstream_is_rematerialized():
     rebuilt = upstream_sources({"2019-02": history(record("2019-02", "up-2"))}, table="s3://bucket/clean")
     row = one(rebuilt, downstream)
     assert (row.state, row.reason) == (S.SOURCE_CHANGED, "source fingerprint changed: 'up-1' -> 'up-2'")
+
+
+def test_a_single_key_string_is_one_key_not_its_characters():
+    sources = {k: source(k) for k in ["2019-02", "2019-03"]}
+    rows = plan(sources, {}, code_version="c", force="2019-02", only="2019-02")
+    assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FORCED)]
