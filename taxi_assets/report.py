@@ -127,7 +127,15 @@ def _kernel_of_this_python(root: Path) -> Iterator[None]:
     spec_dir = root / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # ERROR level: the kernel's start-up warnings (TCP on localhost) are noise on the CLI's stderr.
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": "taxi-assets (report)",
         "language": "python",
         "metadata": {"debugger": False},
