@@ -14,6 +14,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -220,7 +221,10 @@ class _FingerprintCache:
             current = {}
         body = {"format": _CACHE_FORMAT, "entries": {**current, **self.entries}}
         fs, path = fsspec_for(str(self.file))
-        write_atomically(fs, path, json.dumps(body, sort_keys=True).encode())
+        try:
+            write_atomically(fs, path, json.dumps(body, sort_keys=True).encode())
+        except OSError as exc:  # a read-only home costs re-hashing next time, not the listing
+            warnings.warn(f"fingerprint cache {self.file} not written: {exc}", stacklevel=3)
 
 
 # -- HTTP ------------------------------------------------------------------------------------------

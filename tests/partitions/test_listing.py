@@ -87,6 +87,15 @@ def test_local_fingerprints_are_content_hashes_cached_by_size_and_mtime(tmp_path
     assert list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint == first
 
 
+def test_an_unwritable_cache_warns_and_the_listing_goes_on(tmp_path):
+    src = tmp_path / "src"
+    put(src, "events_2019-02.parquet")
+    blocker = put(tmp_path, "not-a-dir")  # a file where the cache directory should be
+    with pytest.warns(UserWarning, match="fingerprint cache"):
+        listing = list_source(str(src), EVENTS, fingerprint_cache=blocker / "fingerprints.json")
+    assert list(listing.files) == ["2019-02"]
+
+
 def test_default_cache_lives_under_the_user_cache_dir(tmp_path, monkeypatch):
     src = tmp_path / "src"
     put(src, "events_2019-02.parquet")
