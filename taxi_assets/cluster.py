@@ -1,14 +1,24 @@
-"""Which Dask cluster a run gets: a pure choice from the setting and the plan, then a task runner for it.
+"""Which Dask cluster a run gets: a pure choice from the setting and the plan, then one function that starts it.
 
-The cluster is chosen after planning and only when there is work, sized from the number of stale months:
-``local`` (a ``distributed.LocalCluster`` sized to this machine), ``coiled`` (``coiled.Cluster``), or the
-``tcp://`` address of an existing scheduler.
+The cluster is chosen after planning and only when there is work, sized from the stale months (how many, and
+the size of the largest source file): ``local`` (a ``distributed.LocalCluster`` sized to this machine),
+``coiled`` (``coiled.Cluster``), or the address of an existing scheduler. :func:`start_cluster` owns the
+cluster's whole life: it measures start-up, hands out the address, and closes the cluster on every way out
+(success, a failed month, an exception, a cancelled flow run), so no run leaves a billed cluster behind.
+
+The class behind each kind is looked up in :data:`CLUSTER_CLASSES` at start time: that is the seam a test
+uses to put a recording ``LocalCluster`` where ``coiled.Cluster`` would be, and the place to plug in another
+Dask deployment (``dask_jobqueue.SLURMCluster``...) without touching the flow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -16,90 +26,237 @@ import psutil
 from prefect_dask import DaskTaskRunner
 
 from taxi_assets.errors import ConfigurationError
+from taxi_assets.settings import CoiledOptions
 
-MEMORY_PER_MONTH: Final = 2 << 30  # a month's transform peaks well under this (see benchmarks/)
-COILED_MAX_WORKERS: Final = 20
+GiB: Final = 1 << 30
+# Peak memory of one month's task per byte of its parquet source (decompressed Arrow, the cleaned copy and the
+# encoder's buffers); a real month is ~0.5 GB of parquet. With a floor: small months still import the stack.
+MEMORY_PER_SOURCE_BYTE: Final = 6
+MIN_MONTH_MEMORY: Final = 1 * GiB
+MIN_COILED_WORKER_GIB: Final = 8
+# Share of this machine's memory the local workers may use; the rest is for the flow process and the OS.
+LOCAL_MEMORY_SHARE: Final = 0.8
+ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+
+ClusterKind = Literal["local", "coiled", "address"]
+
+CLUSTER_CLASSES: dict[str, str | Callable[..., Any]] = {
+    "local": "distributed.LocalCluster",
+    "coiled": "coiled.Cluster",
+}
+"""Kind -> cluster class (dotted name or callable), resolved by :func:`cluster_class` when a cluster starts."""
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """What to start: enough for a caller (and a test) to see the exact arguments."""
+    """What to start, with the exact constructor arguments, and why this size (for the run's log)."""
 
-    kind: Literal["local", "coiled", "address"]
+    kind: ClusterKind
     n_workers: int = 1
     threads_per_worker: int = 1
     address: str | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+def month_memory(sizes: Sequence[int]) -> int:
+    """Memory one worker needs for the largest of these months (bytes of parquet source each)."""
+    largest = max(sizes, default=0)
+    return max(MIN_MONTH_MEMORY, largest * MEMORY_PER_SOURCE_BYTE)
 
 
 def choose_cluster(
     setting: str,
     *,
-    stale_months: int,
+    month_sizes: Sequence[int],
     cores: int | None = None,
     memory_bytes: int | None = None,
-    coiled_options: Mapping[str, Any] | None = None,
+    coiled: CoiledOptions | None = None,
+    name: str | None = None,
 ) -> ClusterSpec:
-    """Decide the cluster for ``stale_months`` months of work (pure; the machine facts are arguments)."""
-    if stale_months < 1:
+    """Decide the cluster for the stale months whose source sizes are ``month_sizes`` (pure but for defaults).
+
+    One month is one task, and a worker runs one task at a time (one thread): a month's transform already
+    uses every core through Arrow, and two months on one worker would double its peak memory.
+
+    Args:
+        setting: ``local``, ``coiled`` or a scheduler address (``tcp://host:8786``).
+        month_sizes: Source bytes of each stale month; their number bounds the workers, the largest sets the
+            memory per worker.
+        cores: CPU cores of this machine (``os.cpu_count()`` when omitted); ``local`` only.
+        memory_bytes: Memory of this machine (``psutil`` when omitted); ``local`` only.
+        coiled: Coiled shape options (defaults when omitted); ``coiled`` only.
+        name: Cluster name (Coiled shows it in its dashboard); a run passes ``taxi-assets-<run id>``.
+
+    Raises:
+        ConfigurationError: nothing is stale (no cluster is ever started for a no-op run), or an unknown
+            setting.
+    """
+    months = len(month_sizes)
+    if months < 1:
         raise ConfigurationError("cluster", "no cluster is started for a run with nothing stale")
-    if setting.startswith(("tcp://", "tls://", "ws://", "wss://")):
-        return ClusterSpec(kind="address", address=setting)
+    if setting.startswith(ADDRESS_SCHEMES):
+        return ClusterSpec(kind="address", address=setting, reason=f"existing scheduler at {setting}")
+    need = month_memory(month_sizes)
     if setting == "local":
-        cores = cores or os.cpu_count() or 1
-        memory_bytes = memory_bytes or psutil.virtual_memory().total
-        by_memory = max(1, memory_bytes // MEMORY_PER_MONTH)
-        workers = int(max(1, min(stale_months, cores, by_memory)))
-        threads = max(1, cores // workers)  # one month on a 2-core machine gets both cores for encoding
-        return ClusterSpec(
-            kind="local",
-            n_workers=workers,
-            threads_per_worker=threads,
-            kwargs={
-                "n_workers": workers,
-                "threads_per_worker": threads,
-                "processes": True,
-                "dashboard_address": ":0",  # a free port: two runs on one machine must not collide
-                "memory_limit": int(memory_bytes // workers),
-            },
-        )
+        return _local(months, need, cores or os.cpu_count() or 1, memory_bytes or psutil.virtual_memory().total)
     if setting == "coiled":
-        opts = dict(coiled_options or {})
-        max_workers = int(opts.pop("max_workers", COILED_MAX_WORKERS))
-        workers = min(stale_months, max_workers)
-        kwargs: dict[str, Any] = {
-            "n_workers": workers,
-            "worker_memory": opts.pop("worker_memory", "8GiB"),
-            "region": opts.pop("region", "us-east-1"),
-            "spot_policy": opts.pop("spot_policy", "spot_with_fallback"),
-            "idle_timeout": opts.pop("idle_timeout", "20 minutes"),
-            "shutdown_on_close": True,
-            "name": opts.pop("name", None),
-        }
-        software = opts.pop("software", None)
-        if software:
-            kwargs["software"] = software  # a named software environment; otherwise package sync
-        kwargs.update(opts)
-        return ClusterSpec(
-            kind="coiled", n_workers=workers, kwargs={k: v for k, v in kwargs.items() if v is not None}
-        )
+        return _coiled(months, need, coiled or CoiledOptions(), name)
     raise ConfigurationError(
-        "cluster",
-        f"unknown cluster {setting!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786",
+        "cluster", f"unknown cluster {setting!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786"
     )
 
 
-def task_runner_for(spec: ClusterSpec, *, worker_env: Mapping[str, str] | None = None) -> DaskTaskRunner:
-    """A ``prefect_dask.DaskTaskRunner`` that creates (and always closes) the chosen cluster.
+def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec:
+    usable = int(memory_bytes * LOCAL_MEMORY_SHARE)
+    by_memory = max(1, usable // need)
+    workers = int(max(1, min(months, cores, by_memory)))
+    limit = usable // workers
+    bound = "months" if workers == months else ("memory" if by_memory < min(months, cores) else "cores")
+    reason = (
+        f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} worker(s) of {limit / GiB:.1f} GiB "
+        f"(bound by {bound}; {cores} cores, {memory_bytes / GiB:.1f} GiB here)"
+    )
+    if need > usable:
+        reason += "; the largest month may not fit in this machine's memory: consider cluster='coiled'"
+    return ClusterSpec(
+        kind="local",
+        n_workers=workers,
+        threads_per_worker=1,
+        kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,  # months run in parallel only across processes (the GIL), and pickling is real
+            "dashboard_address": ":0",  # a free port: two runs on one machine must not collide
+            "memory_limit": limit,
+        },
+        reason=reason,
+    )
 
-    ``worker_env`` reaches local worker processes: it carries this run's Prefect API URL, without which
-    every worker process would start its own ephemeral Prefect server (seconds each).
+
+def _coiled(months: int, need: int, opts: CoiledOptions, name: str | None) -> ClusterSpec:
+    workers = min(months, opts.max_workers)
+    kwargs: dict[str, Any] = {
+        "n_workers": workers,
+        "region": opts.region,
+        "spot_policy": opts.spot_policy,
+        "idle_timeout": opts.idle_timeout,  # the backstop if this process dies without closing
+        "shutdown_on_close": True,
+        "tags": {"project": "taxi-assets"},
+    }
+    if opts.vm_types:
+        kwargs["worker_vm_types"] = list(opts.vm_types)  # Coiled refuses vm types together with memory
+        size = ", ".join(opts.vm_types)
+    else:
+        kwargs["worker_memory"] = opts.worker_memory or f"{max(MIN_COILED_WORKER_GIB, math.ceil(need / GiB))}GiB"
+        size = kwargs["worker_memory"]
+    if opts.software:
+        kwargs["software"] = opts.software  # a named software environment; without it, package sync
+    if opts.workspace:
+        kwargs["workspace"] = opts.workspace
+    if name:
+        kwargs["name"] = name
+    reason = f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} Coiled worker(s) of {size}"
+    if workers < months:
+        reason += f" (capped by max_workers={opts.max_workers})"
+    return ClusterSpec(kind="coiled", n_workers=workers, kwargs=kwargs, reason=reason)
+
+
+def cluster_class(kind: str) -> Callable[..., Any]:
+    """The class (or factory) that starts a cluster of ``kind``, from :data:`CLUSTER_CLASSES`."""
+    target = CLUSTER_CLASSES[kind]
+    if callable(target):
+        return target
+    module, _, attr = target.rpartition(".")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+@dataclass
+class RunningCluster:
+    """A started (or connected) cluster: where it is, what it cost in time. Filled in by :func:`start_cluster`."""
+
+    kind: ClusterKind
+    address: str
+    n_workers: int
+    security: Any = None
+    startup_seconds: float = 0.0
+    seconds: float | None = None  # from the start of creation to the end of closing; None while it runs
+    dashboard: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The ``cluster`` entry of a run summary: kind, workers, start-up and cluster-seconds."""
+        up = self.seconds or 0.0
+        return {
+            "kind": self.kind,
+            "workers": self.n_workers,
+            "address": self.address,
+            "dashboard": self.dashboard,
+            "startup_seconds": round(self.startup_seconds, 2),
+            "seconds": round(up, 2),
+            "worker_seconds": round(up * self.n_workers, 2),
+        }
+
+
+@contextlib.contextmanager
+def start_cluster(
+    spec: ClusterSpec,
+    *,
+    worker_env: Mapping[str, str] | None = None,
+    private_env: Mapping[str, str] | None = None,
+    coiled_token: str | None = None,
+) -> Iterator[RunningCluster]:
+    """Start the cluster of ``spec`` for the length of the ``with`` block, then close it, whatever happened.
+
+    Args:
+        spec: From :func:`choose_cluster`.
+        worker_env: Non-secret variables every worker needs, above all this run's ``PREFECT_API_URL`` (without
+            it each local worker process would start its own ephemeral Prefect server). Passed to
+            ``LocalCluster(env=...)`` or ``coiled.Cluster(environ=...)``.
+        private_env: Secret variables for remote workers (``PREFECT_API_KEY``), sent with Coiled's
+            ``send_private_envs`` so they are neither stored nor logged by Coiled. Local workers inherit them.
+        coiled_token: A Coiled API token from a Prefect Secret block; set in ``dask.config`` only while the
+            cluster lives, never passed as an argument (arguments are what a test records and a log shows).
     """
     if spec.kind == "address":
-        return DaskTaskRunner(address=spec.address)
-    if spec.kind == "local":
-        kwargs = dict(spec.kwargs)
-        if worker_env:
-            kwargs["env"] = dict(worker_env)
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=kwargs)
-    return DaskTaskRunner(cluster_class="coiled.Cluster", cluster_kwargs=dict(spec.kwargs))
+        assert spec.address is not None
+        yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0)
+        return
+    kwargs = dict(spec.kwargs)
+    if worker_env:
+        kwargs["env" if spec.kind == "local" else "environ"] = dict(worker_env)
+    factory = cluster_class(spec.kind)
+    config: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if coiled_token:
+        import dask.config
+
+        config = dask.config.set({"coiled.token": coiled_token})
+    t0 = time.perf_counter()
+    with config:
+        cluster = factory(**kwargs)
+        running = RunningCluster(
+            kind=spec.kind,
+            address=str(cluster.scheduler_address),
+            n_workers=spec.n_workers,
+            security=getattr(cluster, "security", None),
+            startup_seconds=time.perf_counter() - t0,
+            dashboard=getattr(cluster, "dashboard_link", None),
+        )
+        try:
+            if private_env and spec.kind == "coiled":
+                cluster.send_private_envs(dict(private_env))
+            yield running
+        finally:
+            try:
+                cluster.close()
+            finally:
+                running.seconds = time.perf_counter() - t0
+
+
+def task_runner_for(running: RunningCluster) -> DaskTaskRunner:
+    """A ``prefect_dask.DaskTaskRunner`` on a cluster :func:`start_cluster` owns (it connects, never closes).
+
+    By address plus the cluster's ``security``: Prefect duplicates a task runner per flow run and a duplicate
+    keeps the address and client options but not a cluster object; Coiled's TLS needs the security object.
+    """
+    client_kwargs = {"security": running.security} if running.security is not None else None
+    return DaskTaskRunner(address=running.address, client_kwargs=client_kwargs)

@@ -1,149 +1,430 @@
-"""Prefect flows: plan (cheap, no cluster), then only when something is stale a materialization flow on a
-Dask task runner with one task per month, each verified by DuckDB, then a summary.
+"""Prefect flows: plan (cheap, no cluster); only when something is stale, a materialization flow on a Dask task
+runner with one task per month; then the verification record and a summary.
 
-No business rule lives here: every task is one call into :mod:`taxi_assets.steps`. Flow parameters are plain
-strings and lists: credentials are resolved inside the flow (environment or a Prefect block), so they never
-land in the Prefect database as parameters.
+``check_for_files`` (the seed's name; the function is :func:`fhvhv_pipeline`, which ``prefect.yaml`` and the
+CLI use) lists the source, plans, publishes the plan, and returns early when nothing is stale: no cluster, no
+materialization flow. Otherwise it sizes a cluster from the stale months, starts it, runs ``fhvhv-materialize``
+on it and closes it on every way out. Each month task holds the month's global concurrency slot
+(``fhvhv-month-YYYY-MM``, limit 1), so two runs never write the same month at once, and reports itself as a
+Prefect asset materialization of the Delta tables.
+
+No business rule lives here: every task is one call into :mod:`taxi_assets.steps` or :mod:`taxi_assets.verify`.
+Flow parameters are plain strings and lists: credentials are resolved inside the flow body (environment or a
+Prefect block), so they never land in the Prefect database as parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Final
 
 from prefect import flow, get_client, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.assets import Asset, AssetProperties, add_asset_metadata
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.futures import wait
 from prefect.states import State
-from prefect.tasks import Task
+from prefect.tasks import MaterializingTask, Task
 
 from partitions.errors import Transient
 from partitions.source import SourceFile
-from taxi_assets.cluster import choose_cluster, task_runner_for
-from taxi_assets.errors import PartitionsFailed
-from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
+from taxi_assets.errors import ConfigurationError, PartitionsFailed, TaxiAssetsError
+from taxi_assets.settings import S3Credentials, Settings
+from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.verify import CheckResult, record_checks
+
+MONTH_LIMIT_PREFIX: Final = "fhvhv-month-"
+RETRY_DELAYS: Final[list[float]] = [
+    5,
+    30,
+    120,
+]  # seconds; with jitter, so retrying months do not hit the source in step
+# Characters Prefect refuses in an asset key; replaced so any path or URI gives a stable, valid key.
+_ASSET_KEY_REFUSED: Final = "\n\r\t\0 #?&%\"'<>[]{}|\\^`"
 
 
-def _prefect_api_env() -> dict[str, str]:
-    """This run's Prefect API URL (the ephemeral server's, when no PREFECT_API_URL is set), for workers."""
-    with get_client(sync_client=True) as client:
-        return {"PREFECT_API_URL": str(client.api_url)}
+class MonthBusy(TaxiAssetsError):
+    """Another run held the month's concurrency slot for longer than this run was willing to wait."""
+
+    exit_code: ClassVar[int] = 4
+
+    def __init__(self, partition: str, limit: str, waited: float) -> None:
+        super().__init__(partition, limit, waited)
+        self.partition, self.limit, self.waited = partition, limit, waited
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: another run is materializing this month (concurrency limit {self.limit!r} "
+            f"busy for {self.waited:g} s); let it finish, then re-run (TAXI_ASSETS_LOCK_TIMEOUT sets the wait)"
+        )
+
+
+def month_limit(month: str) -> str:
+    """Name of the global concurrency limit (limit 1) that guards one month across all runs."""
+    return f"{MONTH_LIMIT_PREFIX}{month}"
+
+
+def asset_key(uri: str) -> str:
+    """The Prefect asset key of a table or file: the URI itself; a local path becomes ``file://<absolute path>``."""
+    key = uri if "://" in uri else Path(uri).absolute().as_uri()
+    return "".join("_" if ch in _ASSET_KEY_REFUSED else ch for ch in key)
 
 
 def retry_if_transient(task: Task[Any, Any], run: TaskRun, state: State[Any]) -> bool:
-    """Retry only what a retry can fix: network and throttling errors, not a bad file."""
+    """Retry only what a retry can fix: network and throttling errors (``Transient``), not a bad file."""
+    return isinstance(state.result(raise_on_failure=False), Transient)
+
+
+def _load_aws_block(name: str) -> S3Credentials:
+    """S3 credentials from the ``prefect_aws.AwsCredentials`` block ``name`` on the current Prefect API."""
+    from prefect_aws import AwsCredentials
+
     try:
-        state.result()
-    except Transient:
-        return True
-    except Exception:
-        return False
-    return False
+        block = AwsCredentials.load(name)
+    except ValueError as exc:
+        raise ConfigurationError(
+            "aws_block",
+            f"no AwsCredentials block named {name!r} on this Prefect API ({exc}); create it in the UI or with "
+            "AwsCredentials(...).save(name), or unset TAXI_ASSETS_AWS_BLOCK to use the AWS_* environment",
+        ) from None
+    return S3Credentials.from_aws_block(block)
+
+
+def resolve_settings(
+    *,
+    source: str | None,
+    sink: str | None,
+    cluster: str | None,
+    aws_block: str | None,
+    source_anonymous: bool | None,
+) -> Settings:
+    """Flow parameters > environment > the AWS block (loaded here, in the flow body) > defaults."""
+    return Settings.resolve(
+        source=source,
+        sink=sink,
+        cluster=cluster,
+        aws_block=aws_block,
+        source_anonymous=source_anonymous,
+        block_loader=_load_aws_block,
+    )
 
 
 @task(
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
+    name="plan-months",
+    retries=2,
+    retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_if_transient,
-    task_run_name="materialize-{source.partition}",
+    cache_policy=NO_CACHE,
 )
-def materialize_task(source: SourceFile, cfg: Settings, run_id: str, code_version: str) -> MonthResult:
-    return run_month(source, cfg, run_id=run_id, code_version=code_version)
+def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) -> MonthPlan:
+    """List the source and read the sink's log once; raises on a bad intent, key or a month not in the source."""
+    return plan_months(cfg, intent=intent, partitions=partitions)
+
+
+def _materialize_one(source: SourceFile, cfg: Settings, run_id: str, code_version: str) -> MonthResult:
+    """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
+    limit = month_limit(source.partition)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(
+                concurrency(
+                    limit,
+                    occupy=1,
+                    timeout_seconds=cfg.lock_timeout_seconds,
+                    strict=True,  # the flow created the limit: a missing one is a bug, not "no guard"
+                    raise_on_lease_renewal_failure=False,  # a lost lease weakens the guard; Delta still refuses races
+                )
+            )
+        except TimeoutError:
+            raise MonthBusy(source.partition, limit, cfg.lock_timeout_seconds) from None
+        result = run_month(source, cfg, run_id=run_id, code_version=code_version)
+    common = {"partition": result.partition, "run_id": run_id, "code_version": code_version, "source": source.uri}
+    add_asset_metadata(
+        asset_key(cfg.trips_uri),
+        {**common, "rows": result.rows_written, "table_version": result.trips_version, "seconds": result.seconds},
+    )
+    add_asset_metadata(
+        asset_key(cfg.quarantine_uri),
+        {**common, "rows": result.rows_quarantined, "table_version": result.quarantine_version},
+    )
+    return result
+
+
+def month_task(cfg: Settings, source: SourceFile) -> MaterializingTask[..., MonthResult]:
+    """The Prefect task for one month: materializes the trips and quarantine assets from the month's file.
+
+    Built per month because a Prefect asset task names its assets (the sink's tables) and its upstream
+    (this month's source file) when it is created. Retries back off, and only for transient I/O errors.
+    """
+    return MaterializingTask(
+        fn=_materialize_one,
+        assets=[
+            Asset(key=asset_key(cfg.trips_uri), properties=AssetProperties(name="FHVHV trips (Delta)")),
+            Asset(key=asset_key(cfg.quarantine_uri), properties=AssetProperties(name="FHVHV quarantine (Delta)")),
+        ],
+        asset_deps=[asset_key(source.uri)],
+        materialized_by="taxi-assets",
+        name="materialize-month",
+        task_run_name=f"materialize-{source.partition}",
+        retries=len(RETRY_DELAYS),
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_jitter_factor=0.5,
+        retry_condition_fn=retry_if_transient,
+        cache_policy=NO_CACHE,  # a write is never skipped for a cached result; and inputs hold credentials
+    )
 
 
 @flow(name="fhvhv-materialize")
 def materialize_months(
-    months: list[str], source: str, sink: str, cluster: str, run_id: str, code_version: str
+    files: list[SourceFile],
+    run_id: str,
+    code_version: str,
+    source: str | None = None,
+    sink: str | None = None,
+    aws_block: str | None = None,
+    source_anonymous: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """One task per month on the Dask cluster of this flow's task runner; a failed month fails only itself."""
-    cfg = Settings.resolve(source=source, sink=sink, cluster=cluster)
-    plan = plan_months(cfg, partitions=months)
-    files = [plan.listing.files[m] for m in months]
-    futures = [materialize_task.submit(f, cfg, run_id, code_version) for f in files]
+    """One task per month on this flow's Dask task runner; a failed month fails only itself.
+
+    Returns a result per month in the order of ``files``; failed months have ``ok=False`` and the cause in
+    ``error``. Credentials are resolved again here (the same precedence), never passed as parameters.
+    """
+    cfg = resolve_settings(
+        source=source, sink=sink, cluster=None, aws_block=aws_block, source_anonymous=source_anonymous
+    )
+    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version) for f in files]
+    wait(futures)
     out: list[dict[str, Any]] = []
-    for month, fut in zip(months, futures, strict=True):
-        fut.wait()
+    for f, fut in zip(files, futures, strict=True):
         state = fut.state
         if state.is_completed():
             out.append(asdict(fut.result()))
         else:
             err = state.result(raise_on_failure=False)
-            out.append(asdict(MonthResult(partition=month, ok=False, error=str(err))))
+            cause = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(state.message)
+            out.append(asdict(MonthResult(partition=f.partition, ok=False, error=cause)))
     return out
 
 
-@flow(name="fhvhv-pipeline", log_prints=True)
+@task(name="record-checks", cache_policy=NO_CACHE)
+def record_checks_task(results: list[dict[str, Any]], cfg: Settings) -> int:
+    """The verification record: every DuckDB check of this run's months, appended to ``<sink>/checks``."""
+    checks = [CheckResult(**c) for r in results for c in r.get("checks", [])]  # type: ignore[arg-type]
+    return record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
+
+
+def _ensure_month_limits(months: Sequence[str]) -> None:
+    """Create the per-month concurrency limits (limit 1) that do not exist yet on this Prefect API.
+
+    Prefect 3.8 refuses to acquire a slot of a limit that does not exist (``create_if_missing`` is gone);
+    creating races harmlessly: the loser gets ``ObjectAlreadyExists``.
+    """
+    with get_client(sync_client=True) as client:
+        for month in months:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=month_limit(month), limit=1))
+
+
+def _worker_env() -> dict[str, str]:
+    """Non-secret variables for the workers: this run's Prefect API (the ephemeral server's, when none is set)."""
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _private_env() -> dict[str, str]:
+    """Secret variables remote workers need to report to Prefect Cloud: the API key, when one is set."""
+    from prefect.settings import get_current_settings
+
+    key = get_current_settings().api.key
+    return {"PREFECT_API_KEY": key.get_secret_value()} if key else {}
+
+
+def _coiled_token(cfg: Settings) -> str | None:
+    """The Coiled token from the Prefect Secret block named in the settings; None lets Coiled find its own."""
+    if not cfg.coiled.token_block:
+        return None
+    from prefect.blocks.system import Secret
+
+    try:
+        secret: Any = Secret.load(cfg.coiled.token_block)  # a sync call in a sync flow
+        return str(secret.get())
+    except ValueError as exc:
+        raise ConfigurationError(
+            "TAXI_ASSETS_COILED_TOKEN_BLOCK", f"no Secret block named {cfg.coiled.token_block!r} ({exc})"
+        ) from None
+
+
+def _publish_plan(cfg: Settings, plan: MonthPlan) -> None:
+    rows = [{"partition": r.partition, "state": str(r.state), "reason": r.reason} for r in plan.rows]
+    create_table_artifact(
+        key="fhvhv-plan", table=rows, description=f"Plan for {cfg.sink} (code version {plan.code_version})"
+    )
+
+
+def _results_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        checks = r.get("checks") or []
+        passed = sum(1 for c in checks if c.get("passed"))
+        rows.append(
+            {
+                "partition": r["partition"],
+                "ok": r["ok"],
+                "rows_source": r["rows_source"],
+                "rows_written": r["rows_written"],
+                "rows_quarantined": r["rows_quarantined"],
+                "seconds": round(float(r["seconds"]), 2),
+                "checks": f"{passed}/{len(checks)} passed" if checks else "-",
+                "error": r["error"],
+            }
+        )
+    return rows
+
+
+def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
+    """The run's results as a table artifact and a short markdown summary (what ran, where, how long)."""
+    rows = _results_rows(summary["results"])
+    if rows:
+        create_table_artifact(key="fhvhv-results", table=rows, description=f"Per-month results in {cfg.sink}")
+    lines = [
+        f"# FHVHV run {summary['run_id']}",
+        "",
+        f"- sink: `{cfg.sink}`; source: `{cfg.source}`",
+        f"- planned {summary['planned']} month(s); stale: {', '.join(summary['stale']) or 'none'}",
+    ]
+    c = summary["cluster"]
+    if c is None:
+        lines.append("- nothing stale: no cluster started")
+    else:
+        lines.append(
+            f"- cluster: {c['kind']}, {c['workers']} worker(s), start-up {c['startup_seconds']} s, "
+            f"up {c['seconds']} s ({c['worker_seconds']} worker-seconds)"
+        )
+    failed = [r for r in rows if not r["ok"]]
+    lines.append(f"- months failed: {', '.join(r['partition'] for r in failed) or 'none'}")
+    if rows:
+        lines += [
+            "",
+            "| month | ok | source rows | written | quarantined | seconds | checks |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['partition']} | {'yes' if r['ok'] else 'no'} | {r['rows_source']} | {r['rows_written']} | "
+            f"{r['rows_quarantined']} | {r['seconds']} | {r['checks']} |"
+            for r in rows
+        ]
+        lines += [f"\n**{r['partition']}**: {r['error']}" for r in failed]
+    lines.append(f"\nTotal {summary['seconds']} s (planning {summary['plan_seconds']} s).")
+    create_markdown_artifact(key="fhvhv-summary", markdown="\n".join(lines), description="FHVHV run summary")
+
+
+@flow(name="check_for_files")
 def fhvhv_pipeline(
     intent: str = "",
-    partitions: list[str] | None = None,
+    partitions: list[str] | str | None = None,
     source: str | None = None,
     sink: str | None = None,
     cluster: str | None = None,
+    aws_block: str | None = None,
+    source_anonymous: bool | None = None,
 ) -> dict[str, Any]:
-    """Plan the months; when some are stale, materialize and verify exactly those on a fresh cluster."""
+    """Plan the months; when some are stale, materialize and verify exactly those on a cluster started for them.
+
+    Args:
+        intent: ``""`` (incremental: only stale months), ``"reprocess"`` (force every selected month, all
+            when none is selected) or ``"test_subset"`` (force the first two of the selection).
+        partitions: Months to force, as keys or ranges: ``["2019-02", "2019-04..2019-06"]`` or
+            ``"2019-02,2019-04"``. Each must exist in the source.
+        source: Source directory, ``s3://`` or ``https://...{key}...`` URI (else ``TAXI_ASSETS_SOURCE``).
+        sink: Warehouse directory or ``s3://`` URI (else ``TAXI_ASSETS_SINK``).
+        cluster: ``local``, ``coiled`` or ``tcp://host:8786`` (else ``TAXI_ASSETS_CLUSTER``; else local).
+        aws_block: Name of a ``prefect_aws.AwsCredentials`` block (else ``TAXI_ASSETS_AWS_BLOCK``); the
+            ``AWS_*`` environment still wins field by field.
+        source_anonymous: Read the source unsigned, for a public bucket (else ``TAXI_ASSETS_SOURCE_ANONYMOUS``).
+
+    Returns:
+        The run summary: ``run_id``, ``planned``, ``stale``, ``results`` (one dict per month: partition, ok,
+        rows_source, rows_written, rows_quarantined, seconds, error, checks...), ``cluster`` (None when nothing
+        was stale, else kind, workers, startup_seconds, seconds, worker_seconds), ``failed``, ``seconds``.
+
+    Raises:
+        ConfigurationError, InvalidPartitionKey: a bad parameter, before any data is touched.
+        PartitionsFailed: one or more months failed (named, with their cause); the others are committed and
+            the next incremental run retries the failed ones.
+    """
+    t0 = time.perf_counter()
     logger = get_run_logger()
-    cfg = Settings.resolve(source=source, sink=sink, cluster=cluster)
-    plan = plan_months(cfg, intent=intent, partitions=partitions)
+    cfg = resolve_settings(
+        source=source, sink=sink, cluster=cluster, aws_block=aws_block, source_anonymous=source_anonymous
+    )
+    plan = plan_task(cfg, intent, partitions)
     for skipped in plan.listing.skipped:
         logger.warning("skipped source file %s: %s", skipped.uri, skipped.reason)
-    create_table_artifact(
-        key="fhvhv-plan",
-        table=[{"partition": r.partition, "state": str(r.state), "reason": r.reason} for r in plan.rows],
-        description=f"Plan for {cfg.sink} (code version {plan.code_version})",
-    )
-    stale = [r.partition for r in plan.stale]
+    _publish_plan(cfg, plan)
+    stale = plan.stale
     summary: dict[str, Any] = {
         "run_id": new_run_id(),
         "planned": len(plan.rows),
-        "stale": stale,
+        "stale": [r.partition for r in stale],
         "results": [],
+        "cluster": None,
+        "failed": [],
+        "plan_seconds": round(time.perf_counter() - t0, 2),
     }
     if not stale:
-        logger.info("nothing stale in %s: no cluster started", cfg.sink)
-        summary["cluster"] = None
+        logger.info("nothing stale in %s (%d month(s) fresh): no cluster started", cfg.sink, len(plan.rows))
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        _publish_summary(cfg, summary)
         return summary
-    spec = choose_cluster(cfg.cluster, stale_months=len(stale))
+
+    for row in stale:
+        logger.info("%s: %s (%s)", row.partition, row.state, row.reason)
+    files = [plan.listing.files[r.partition] for r in stale]
+    spec = choose_cluster(
+        cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{summary['run_id']}"
+    )
+    logger.info("starting a %s cluster: %s", spec.kind, spec.reason)
+    _ensure_month_limits(summary["stale"])
+    with start_cluster(
+        spec,
+        worker_env=_worker_env(),
+        private_env=_private_env() if spec.kind == "coiled" else None,
+        coiled_token=_coiled_token(cfg) if spec.kind == "coiled" else None,
+    ) as running:
+        logger.info("%s cluster ready in %.1f s at %s", spec.kind, running.startup_seconds, running.address)
+        runner = task_runner_for(running)
+        results = materialize_months.with_options(task_runner=runner)(  # type: ignore[arg-type]
+            files=files,
+            run_id=summary["run_id"],
+            code_version=plan.code_version,
+            source=cfg.source,
+            sink=cfg.sink,
+            aws_block=cfg.aws_block,
+            source_anonymous=cfg.source_anonymous,
+        )
+    summary["cluster"] = running.summary()
     logger.info(
-        "%d stale month(s); starting a %s cluster with %d worker(s)", len(stale), spec.kind, spec.n_workers
+        "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
     )
-    t0 = time.perf_counter()
-    runner = task_runner_for(spec, worker_env=_prefect_api_env())
-    results = materialize_months.with_options(task_runner=runner)(
-        months=stale,
-        source=cfg.source,
-        sink=cfg.sink,
-        cluster=cfg.cluster,
-        run_id=summary["run_id"],
-        code_version=plan.code_version,
-    )
-    summary["cluster"] = {
-        "kind": spec.kind,
-        "workers": spec.n_workers,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
     summary["results"] = results
-    create_table_artifact(
-        key="fhvhv-results",
-        table=[
-            {
-                k: r[k]
-                for k in (
-                    "partition",
-                    "ok",
-                    "rows_source",
-                    "rows_written",
-                    "rows_quarantined",
-                    "seconds",
-                    "error",
-                )
-            }
-            for r in results
-        ],
-        description="Per-month results of this run",
-    )
+    summary["checks_version"] = record_checks_task(results, cfg)
     failures = {r["partition"]: r["error"] for r in results if not r["ok"]}
+    summary["failed"] = sorted(failures)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    _publish_summary(cfg, summary)
     if failures:
         raise PartitionsFailed(failures)
     return summary
+
+
+check_for_files = fhvhv_pipeline
+"""The seed's name for the planning flow (its Prefect flow name); the same object as :func:`fhvhv_pipeline`."""
