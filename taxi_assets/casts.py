@@ -1,9 +1,28 @@
 """Bring one published month onto the canonical schema: pure Arrow in, Arrow out.
 
-The rule for drift (documented in README, "Casts"): a type change that cannot alter a value is cast
-silently (int64/int32 IDs, string/large_string/dictionary strings, null-typed columns, ns/us timestamps,
-time-zone-aware timestamps converted to New York wall time); anything else rejects the whole file with a
-:class:`SourceSchemaMismatch` naming the column, so nothing half-understood reaches the table.
+The rule for drift: a type change that cannot alter a value is cast silently; anything else rejects the whole
+file with a :class:`SourceSchemaMismatch` naming the column, so nothing half-understood reaches the table.
+
+=========================================== ======================================================== =========
+published (spec 1.3)                        canonical                                                verdict
+=========================================== ======================================================== =========
+``null`` type (airport_fee, wav_match_flag) the canonical type, every value null                     cast
+``int64`` / ``int32`` / other int zone IDs  ``int32`` (a value outside int32 rejects the file)         cast
+``string`` / ``large_string`` / view        ``string``                                               cast
+``dictionary<*, string>``                   ``string`` (flags: mapped on the dictionary, then taken) cast
+``timestamp[ns]`` / ``[ms]`` / ``[s]``      ``timestamp[us]`` (sub-microsecond digits dropped)       cast
+``timestamp[*, tz=...]``                    New York wall time, naive                                cast
+ints or decimals in a money column          ``float64``                                              cast
+``cbd_congestion_fee`` absent (< 2025-01)   null (never 0, spec 1.3)                                 cast
+a column named in another case              the canonical name (``Airport_fee``)                     cast
+a column the schema does not know           left out, named in the record (``extra_columns``)        reported
+a canonical column missing                  --                                                       reject
+text in a numeric or timestamp column       --                                                       reject
+=========================================== ======================================================== =========
+
+Text in a numeric column is rejected rather than parsed: a file whose fare is a string was written by
+something else than the TLC's pipeline, and a best-effort parse would quarantine or, worse, keep values whose
+meaning nobody checked. The file stays out; the month plans ``failed`` with this message until it is replaced.
 """
 
 from __future__ import annotations
@@ -11,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,13 +48,13 @@ def _accepts(kind: Kind, t: pa.DataType) -> bool:
     if kind == "string":
         return _is_text(t)
     if kind == "flag":
-        return _is_text(t) or pa.types.is_boolean(t)
+        return _is_text(t) or bool(pa.types.is_boolean(t))
     if kind == "timestamp":
-        return pa.types.is_timestamp(t)
+        return bool(pa.types.is_timestamp(t))
     if kind in ("id", "seconds"):
-        return pa.types.is_integer(t)
+        return bool(pa.types.is_integer(t))
     if kind == "float":
-        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
     return False
 
 
@@ -46,9 +66,7 @@ def _is_text(t: pa.DataType) -> bool:
 class ColumnPlan:
     """How a file's columns map onto the canonical ones; decided once per file from its schema."""
 
-    source_names: dict[
-        str, str | None
-    ]  # canonical name -> source column name (None: absent, filled with nulls)
+    source_names: dict[str, str | None]  # canonical name -> source column name (None: absent, filled with nulls)
     extra_columns: tuple[str, ...]  # present in the file, not canonical: reported, left out
     renamed: tuple[tuple[str, str], ...]  # (source name, canonical name) for case variants
 
@@ -115,21 +133,28 @@ def conform(batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: st
         try:
             out, nulled = _cast(arr, col)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SourceSchemaMismatch(
-                partition, path, source, f"not castable ({exc})", str(col.arrow_type)
-            ) from exc
+            raise SourceSchemaMismatch(partition, path, source, f"not castable ({exc})", str(col.arrow_type)) from exc
         flags_nulled += nulled
         arrays.append(out)
-    arrays.append(
-        pa.array([partition] * batch.num_rows, pa.string()) if batch.num_rows else pa.array([], pa.string())
-    )
+    arrays.append(repeat_string(partition, batch.num_rows))
     return Conformed(pa.RecordBatch.from_arrays(arrays, schema=trips_schema()), flags_nulled)
+
+
+def repeat_string(value: str, n: int) -> pa.Array:
+    """``n`` copies of ``value`` as a ``string`` array, built from two buffers (no Python object per row)."""
+    raw = value.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    if offsets[-1] >= 2**31:
+        raise ValueError(f"{n} rows of {value!r} do not fit a string array; read smaller batches")
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(raw * n))
 
 
 def _cast(arr: pa.Array, col: Column) -> tuple[pa.Array, int]:
     t = arr.type
     if pa.types.is_null(t):
         return pa.nulls(len(arr), col.arrow_type), 0
+    if pa.types.is_dictionary(t) and col.kind == "flag":
+        return _dictionary_flag(arr)
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
@@ -138,9 +163,19 @@ def _cast(arr: pa.Array, col: Column) -> tuple[pa.Array, int]:
     if col.kind == "timestamp":
         if t.tz is not None:  # an instant: show it as New York wall time, the convention of the naive files
             arr = pc.local_timestamp(arr.cast(pa.timestamp(t.unit, tz=NEW_YORK)))
-        # ns -> us drops sub-microsecond digits, which the source never carries (whole seconds).
-        return arr.cast(col.arrow_type, safe=False), 0
+        # ns -> us drops sub-microsecond digits, which the source never carries (whole seconds); s/ms -> us
+        # multiply, and a safe cast refuses an overflow instead of wrapping.
+        return arr.cast(col.arrow_type, safe=t.unit != "ns"), 0
     return arr.cast(col.arrow_type, safe=True), 0
+
+
+def _dictionary_flag(arr: pa.DictionaryArray) -> tuple[pa.Array, int]:
+    """Map the (few) dictionary values once, then take by index: the reader asks for flags as dictionaries."""
+    values, _ = _flag(arr.dictionary)
+    out = values.take(arr.indices)
+    odd_values = pc.and_(pc.is_valid(arr.dictionary), pc.is_null(values))
+    nulled = int(pc.sum(odd_values.take(arr.indices)).as_py() or 0)
+    return out, nulled
 
 
 def _flag(arr: pa.Array) -> tuple[pa.Array, int]:
@@ -154,4 +189,4 @@ def _flag(arr: pa.Array) -> tuple[pa.Array, int]:
     return out, nulled
 
 
-__all__ = ["PARTITION_COLUMN", "ColumnPlan", "Conformed", "conform", "plan_columns"]
+__all__ = ["PARTITION_COLUMN", "ColumnPlan", "Conformed", "conform", "plan_columns", "repeat_string"]

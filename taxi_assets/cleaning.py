@@ -3,16 +3,24 @@
 Each rule is one entry of :data:`RULES`: a name, a documented reason and a vectorised Arrow expression that is
 true where a row breaks it. Adding a rule is adding an entry. A row breaking any rule goes to ``quarantine`` with
 the names of every rule it breaks, so ``source rows = clean rows + quarantined rows`` holds by construction.
-Thresholds follow ``../shared/spec/fhvhv.md`` section 3 (the S6 cleaning filter) unless a reason says otherwise.
+Thresholds follow ``../shared/spec/fhvhv.md`` section 3 (the S6 cleaning filter: keep ``0 < trip_miles <= 100``,
+``0 < trip_time <= 10800``, ``fare >= 0``, ``driver_pay >= 0``, ``dropoff > pickup``) unless a reason says
+otherwise. What is *not* a rule, on purpose (spec 3.1/3.2): pickup before request (0.95 %, a natural pattern),
+waits over an hour (scheduled rides), fare = 0 (promotions), zones 264/265 (official codes), odd flag
+combinations (A14, A18: the odd flag itself becomes null and is counted by :mod:`taxi_assets.casts`), and
+duplicate rows, which no row-local rule can see (``taxi_assets.verify`` checks them on the committed month).
+
+Pure: pyarrow in, pyarrow out; no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -20,10 +28,13 @@ import pyarrow.dataset as ds
 from partitions.keys import month_bounds
 from taxi_assets.schema import REQUIRED, ZONE_MAX, ZONE_MIN, quarantine_schema
 
-PICKUP_TOLERANCE: Final = timedelta(hours=1)
-MAX_MILES: Final = 100.0
-MAX_SECONDS: Final = 3 * 3600
-MAX_FARE: Final = 2_500.0
+# Spec 2.4: every pickup of every published month lies inside the file's month (0 exceptions in 1.6 B rows),
+# so there is no tolerance: a pickup outside the month is a row filed under the wrong key.
+PICKUP_TOLERANCE: Final = timedelta(0)
+MAX_MILES: Final = 100.0  # S6 filter; 0.0097 % of rows are above (spec 3.1)
+MAX_SECONDS: Final = 3 * 3600  # S6 filter; 0.0063 % above
+MAX_FARE: Final = 2_500.0  # not in S6: the largest fare seen is $1,910 (S12); above this is a unit error
+CHARGE_COLUMNS: Final = ("tolls", "bcf", "sales_tax", "congestion_surcharge", "tips")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,8 @@ class RuleContext:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """A named quality rule: ``broken(ctx)`` is an Arrow expression true on the rows that break it."""
+
     name: str
     reason: str
     broken: Callable[[RuleContext], pc.Expression]
@@ -56,6 +69,10 @@ def _zone_out_of_range(col: str) -> pc.Expression:
     return (_f(col) < ZONE_MIN) | (_f(col) > ZONE_MAX)
 
 
+def _ts(value: datetime) -> pa.Scalar:
+    return pa.scalar(value, pa.timestamp("us"))
+
+
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "missing_required",
@@ -69,10 +86,10 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "pickup_outside_month",
-        "pickup more than an hour outside the month the file is published for",
+        "pickup outside the month the file is published for (never seen in FHVHV: filed under the wrong key)",
         lambda ctx: (
-            (_f("pickup_datetime") < pa.scalar(ctx.month_start - PICKUP_TOLERANCE, pa.timestamp("us")))
-            | (_f("pickup_datetime") >= pa.scalar(ctx.month_end + PICKUP_TOLERANCE, pa.timestamp("us")))
+            (_f("pickup_datetime") < _ts(ctx.month_start - PICKUP_TOLERANCE))
+            | (_f("pickup_datetime") >= _ts(ctx.month_end + PICKUP_TOLERANCE))
         ),
     ),
     Rule(
@@ -87,26 +104,30 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "fare_over_limit",
-        f"base_passenger_fare above ${MAX_FARE:,.0f}",
+        f"base_passenger_fare above ${MAX_FARE:,.0f}: above any fare ever published, a unit or entry error",
         lambda _: _f("base_passenger_fare") > MAX_FARE,
     ),
-    Rule("negative_driver_pay", "driver_pay below zero", lambda _: _f("driver_pay") < 0),
+    Rule("negative_driver_pay", "driver_pay below zero: a claw-back, not a trip", lambda _: _f("driver_pay") < 0),
     Rule(
         "non_positive_miles",
         "trip_miles zero or negative: no trip took place",
         lambda _: _f("trip_miles") <= 0,
     ),
-    Rule("miles_over_limit", f"trip_miles above {MAX_MILES:.0f}", lambda _: _f("trip_miles") > MAX_MILES),
+    Rule(
+        "miles_over_limit",
+        f"trip_miles above {MAX_MILES:.0f}: beyond any trip within the service area",
+        lambda _: _f("trip_miles") > MAX_MILES,
+    ),
     Rule("non_positive_duration", "trip_time zero or negative seconds", lambda _: _f("trip_time") <= 0),
     Rule(
         "duration_over_limit",
-        f"trip_time above {MAX_SECONDS // 3600} hours",
+        f"trip_time above {MAX_SECONDS // 3600} hours: a meter left running",
         lambda _: _f("trip_time") > MAX_SECONDS,
     ),
     Rule(
         "negative_charge",
-        "tolls, bcf, sales_tax, congestion_surcharge or tips below zero",
-        lambda _: _any([_f(c) < 0 for c in ("tolls", "bcf", "sales_tax", "congestion_surcharge", "tips")]),
+        "tolls, bcf, sales_tax, congestion_surcharge or tips below zero: charges are never refunds",
+        lambda _: _any([_f(c) < 0 for c in CHARGE_COLUMNS]),
     ),
 )
 RULE_NAMES: Final = tuple(r.name for r in RULES)
@@ -114,8 +135,11 @@ RULE_NAMES: Final = tuple(r.name for r in RULES)
 
 @dataclass(frozen=True, slots=True)
 class Split:
+    """One batch cut in two; ``by_rule`` counts the quarantined rows breaking each rule (a row may count twice)."""
+
     clean: pa.RecordBatch
     quarantine: pa.RecordBatch  # on quarantine_schema()
+    by_rule: dict[str, int] = field(default_factory=dict)
 
 
 def context_for(month: str) -> RuleContext:
@@ -128,41 +152,40 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
 
     ``first_row`` is the batch's offset in the source file, kept per quarantined row so each can be traced.
     A null outcome (a comparison with a null value) counts as not broken: nulls in required columns are the
-    business of ``missing_required`` alone.
+    business of ``missing_required`` alone. Python work is per distinct *combination* of broken rules, never
+    per row: each quarantined row gets a bit code, and the rule lists are built once per code and taken.
     """
+    if len(rules) > 62:
+        raise ValueError("split encodes the broken rules of a row in an int64: at most 62 rules")
     masks = ds.dataset(pa.Table.from_batches([batch])).to_table(
-        columns={r.name: pc.coalesce(r.broken(ctx), pa.scalar(False)) for r in rules}
+        columns={r.name: pc.coalesce(r.broken(ctx), pa.scalar(False)) for r in rules}, use_threads=False
     )
-    broken_any = _or_all(masks).combine_chunks()
+    columns = [masks.column(i).combine_chunks() for i in range(masks.num_columns)]
+    broken_any = columns[0]
+    for column in columns[1:]:
+        broken_any = pc.or_(broken_any, column)
     if not pc.any(broken_any).as_py():
         return Split(batch, _empty_quarantine())
     clean = batch.filter(pc.invert(broken_any))
     idx = pc.indices_nonzero(broken_any)
-    bad = batch.take(idx)
-    hit = [masks.column(r.name).combine_chunks().take(idx) for r in rules]
-    names = [
-        [r.name for r, h in zip(rules, row, strict=True) if h]
-        for row in zip(*[h.to_pylist() for h in hit], strict=True)
-    ]
-    reason_of = {r.name: r.reason for r in rules}
-    reasons = ["; ".join(reason_of[n] for n in row) for row in names]
-    q = pa.RecordBatch.from_arrays(
-        [
-            *bad.columns,
-            pc.add(idx, first_row).cast(pa.int64()),
-            pa.array(names, pa.list_(pa.string())),
-            pa.array(reasons),
-        ],
+    codes = np.zeros(len(idx), dtype=np.int64)
+    for bit, column in enumerate(columns):
+        codes |= column.take(idx).to_numpy(zero_copy_only=False).astype(np.int64) << bit
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    per_code = [[r for bit, r in enumerate(rules) if int(code) >> bit & 1] for code in distinct]
+    positions = pa.array(inverse.astype(np.int32))
+    names = pa.array([[r.name for r in hit] for hit in per_code], pa.list_(pa.string())).take(positions)
+    reasons = pa.array(["; ".join(r.reason for r in hit) for hit in per_code], pa.string()).take(positions)
+    counts = np.bincount(inverse, minlength=len(distinct))
+    by_rule: dict[str, int] = {}
+    for hit, count in zip(per_code, counts.tolist(), strict=True):
+        for r in hit:
+            by_rule[r.name] = by_rule.get(r.name, 0) + count
+    quarantine = pa.RecordBatch.from_arrays(
+        [*batch.take(idx).columns, pc.add(idx.cast(pa.int64()), first_row), names, reasons],
         schema=quarantine_schema(),
     )
-    return Split(clean, q)
-
-
-def _or_all(masks: pa.Table) -> pa.ChunkedArray:
-    out = masks.column(0)
-    for i in range(1, masks.num_columns):
-        out = pc.or_(out, masks.column(i))
-    return out
+    return Split(clean, quarantine, by_rule)
 
 
 def _empty_quarantine() -> pa.RecordBatch:

@@ -1,7 +1,19 @@
 """Read one source month in batches, cast each onto the canonical schema and split clean from quarantined.
 
-Reading goes batch by batch with ``pre_buffer=False``: pyarrow's default pre-buffering reads whole column
-chunks, so one 5 M-row group would cost about 1 GiB. Unreadable files become :class:`UnreadableSource`.
+Memory is bounded by the batch, not by the file or its row groups. The TLC files before 2025 hold a month in one
+row group (spec 7.1, layout ``single``), so a reader that loads a row group loads the month. Two settings keep
+it streaming:
+
+* ``pre_buffer=False``: pyarrow's default pre-buffering fetches whole column chunks of a row group before
+  decoding (measured: a 5 M-row group costs ~1 GiB); without it pages are read as they are decoded;
+* ``buffer_size=READ_BUFFER``: each column reads through its own buffer of that size instead of one read per
+  column chunk.
+
+Peak of the reader alone, measured on this machine (``benchmarks/materialize_bench.py``, single row group):
+about ``BATCH_ROWS`` decoded rows (~200 B/row: ~50 MiB) + 24 columns x ``READ_BUFFER`` (24 MiB) + one
+decompressed page per column, whatever the row group size (see ``docs/performance.md``). Flag columns are read
+as dictionaries, so their Y/N mapping runs on a few values (:mod:`taxi_assets.casts`). Unreadable files become
+:class:`UnreadableSource`.
 """
 
 from __future__ import annotations
@@ -14,33 +26,45 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from partitions.listing import open_input
+from partitions.listing import filesystem_for
 from partitions.source import SourceFile
 from taxi_assets.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.cleaning import Split, context_for, split
 from taxi_assets.errors import UnreadableSource
-from taxi_assets.schema import quarantine_schema, trips_schema
+from taxi_assets.schema import COLUMNS
 
 BATCH_ROWS: Final = 262_144
-READ_BUFFER: Final = 8 << 20
+READ_BUFFER: Final = 1 << 20
+_FLAGS: Final = tuple(c.name for c in COLUMNS if c.kind == "flag")
 
 
 @dataclass
 class ReadStats:
+    """What reading the month found, filled in as batches go by."""
+
     rows: int = 0
     flags_nulled: int = 0
     extra_columns: tuple[str, ...] = ()
     renamed: tuple[tuple[str, str], ...] = ()
     row_groups: int = 0
+    largest_row_group: int = 0
     batches: int = 0
+    quarantined: int = 0
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class MonthReader:
-    """A context manager over one month's file yielding (clean, quarantine) batch pairs."""
+    """A context manager over one month's file yielding :class:`Split` batches, one source batch at a time."""
 
-    def __init__(self, source: SourceFile, *, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        source: SourceFile,
+        *,
+        storage_options: Mapping[str, str] | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
         self.source = source
+        self.batch_rows = batch_rows
         self._storage_options = storage_options
         self._handle: Any = None
         self._file: pq.ParquetFile | None = None
@@ -50,20 +74,43 @@ class MonthReader:
     def __enter__(self) -> MonthReader:
         month, uri = self.source.partition, self.source.uri
         try:
-            self._handle = open_input(uri, storage_options=self._storage_options)
-            self._file = pq.ParquetFile(self._handle, pre_buffer=False, buffer_size=READ_BUFFER)
+            fs, path = filesystem_for(uri, self._storage_options)
+            self._handle = fs.open_input_file(path)  # a native Arrow file: reads never take the GIL
+            probe = pq.ParquetFile(self._handle, pre_buffer=False, buffer_size=READ_BUFFER)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
             self.close()
             raise UnreadableSource(
                 month, uri, f"not a readable parquet file ({_short(exc)})", "replace the file at the source"
             ) from exc
-        self.plan = plan_columns(self._file.schema_arrow, partition=month, path=uri)
+        try:
+            self.plan = plan_columns(probe.schema_arrow, partition=month, path=uri)
+        except BaseException:
+            self.close()
+            raise
+        # Same footer, flags now read as dictionaries (only those stored as text: a null-typed one stays null).
+        text_flags = [
+            name
+            for flag in _FLAGS
+            if (name := self.plan.source_names[flag]) is not None
+            and _is_plain_text(probe.schema_arrow.field(name).type)
+        ]
+        self._file = pq.ParquetFile(
+            self._handle,
+            metadata=probe.metadata,
+            pre_buffer=False,
+            buffer_size=READ_BUFFER,
+            read_dictionary=text_flags,
+        )
+        meta = probe.metadata
         self.stats.extra_columns = self.plan.extra_columns
         self.stats.renamed = self.plan.renamed
-        self.stats.row_groups = self._file.metadata.num_row_groups
+        self.stats.row_groups = meta.num_row_groups
+        self.stats.largest_row_group = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
         return self
 
-    def __exit__(self, *exc: object | TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -72,7 +119,7 @@ class MonthReader:
         self._handle = None
 
     def batches(self) -> Iterator[Split]:
-        """Clean and quarantined rows, one source batch at a time; stats fill in as it goes."""
+        """Clean and quarantined rows, one source batch at a time; :attr:`stats` fills in as it goes."""
         if self._file is None or self.plan is None:
             raise RuntimeError("use MonthReader as a context manager")
         month, uri = self.source.partition, self.source.uri
@@ -80,16 +127,16 @@ class MonthReader:
         columns = [c for c in self.plan.source_names.values() if c is not None]
         offset = 0
         try:
-            for batch in self._file.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=True):
+            for batch in self._file.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=True):
                 conformed = conform(batch, self.plan, partition=month, path=uri)
                 part = split(conformed.batch, ctx, first_row=offset)
                 offset += batch.num_rows
                 self.stats.rows = offset
                 self.stats.batches += 1
                 self.stats.flags_nulled += conformed.flags_nulled
-                for rules in part.quarantine.column("rule").to_pylist():
-                    for name in rules:
-                        self.stats.quarantined_by_rule[name] = self.stats.quarantined_by_rule.get(name, 0) + 1
+                self.stats.quarantined += part.quarantine.num_rows
+                for name, count in part.by_rule.items():
+                    self.stats.quarantined_by_rule[name] = self.stats.quarantined_by_rule.get(name, 0) + count
                 yield part
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise UnreadableSource(
@@ -99,18 +146,9 @@ class MonthReader:
                 "replace the file at the source",
             ) from exc
 
-    def read_all(self) -> tuple[pa.Table, pa.Table, ReadStats]:
-        """The whole month as two tables (the small-month path; streaming writers use :meth:`batches`)."""
-        clean: list[pa.RecordBatch] = []
-        quarantined: list[pa.RecordBatch] = []
-        for part in self.batches():
-            clean.append(part.clean)
-            quarantined.append(part.quarantine)
-        return (
-            pa.Table.from_batches(clean, schema=trips_schema()),
-            pa.Table.from_batches(quarantined, schema=quarantine_schema()),
-            self.stats,
-        )
+
+def _is_plain_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _short(exc: BaseException) -> str:
