@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import wait
 from prefect.states import State
 from prefect.tasks import MaterializingTask, Task
@@ -230,8 +230,12 @@ def _ensure_month_limits(months: Sequence[str]) -> None:
     """
     with get_client(sync_client=True) as client:
         for month in months:
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=month_limit(month), limit=1))
+            name = month_limit(month)
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 def _worker_env() -> dict[str, str]:
