@@ -1,0 +1,200 @@
+"""The cluster choice (pure: machine facts and month sizes are arguments) and the one function that starts a
+cluster, on real LocalClusters; Coiled stops at our arguments, a recording LocalCluster standing in for it."""
+
+from __future__ import annotations
+
+import dask.config
+import pytest
+from distributed import Client, LocalCluster
+from distributed.core import Status
+
+from taxi_assets import cluster as cluster_mod
+from taxi_assets.cluster import (
+    ClusterSpec,
+    GiB,
+    choose_cluster,
+    cluster_class,
+    month_memory,
+    start_cluster,
+    task_runner_for,
+)
+from taxi_assets.errors import ConfigurationError
+from taxi_assets.settings import CoiledOptions
+
+MiB = 1 << 20
+SMALL = 50 * MiB  # a month of synthetic data; a real one is ~500 MB
+
+
+class Recorder:
+    """A cluster class stand-in: records arguments and the Coiled token in dask.config, starts a LocalCluster."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.tokens: list[str | None] = []
+        self.private: list[dict] = []
+        self.instances: list[LocalCluster] = []
+
+    def __call__(self, **kwargs) -> LocalCluster:
+        self.calls.append(kwargs)
+        self.tokens.append(dask.config.get("coiled.token", None))
+        instance = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+        instance.send_private_envs = self.private.append  # coiled.Cluster's method for secrets
+        self.instances.append(instance)
+        return instance
+
+
+# -- the choice ------------------------------------------------------------------------------------------------
+
+
+def test_local_gets_a_worker_per_month_up_to_the_cores() -> None:
+    spec = choose_cluster("local", month_sizes=[SMALL] * 3, cores=8, memory_bytes=64 * GiB)
+    assert (spec.kind, spec.n_workers, spec.threads_per_worker) == ("local", 3, 1)
+    assert spec.kwargs == {
+        "n_workers": 3,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",
+        "memory_limit": int(64 * GiB * 0.8) // 3,
+    }
+    assert "bound by months" in spec.reason
+    assert choose_cluster("local", month_sizes=[SMALL] * 12, cores=4, memory_bytes=64 * GiB).n_workers == 4
+
+
+def test_local_workers_are_bounded_by_the_memory_the_largest_month_needs() -> None:
+    # 1 GB of parquet needs ~6 GiB; 16 GiB * 0.8 holds two such workers, not four.
+    spec = choose_cluster("local", month_sizes=[SMALL, 1 * GiB, SMALL, SMALL], cores=8, memory_bytes=16 * GiB)
+    assert spec.n_workers == 2
+    assert spec.kwargs["memory_limit"] >= month_memory([1 * GiB])
+    assert "bound by memory" in spec.reason
+
+
+def test_a_month_too_large_for_this_machine_still_runs_and_says_so() -> None:
+    spec = choose_cluster("local", month_sizes=[4 * GiB], cores=8, memory_bytes=8 * GiB)
+    assert spec.n_workers == 1
+    assert "consider cluster='coiled'" in spec.reason
+
+
+def test_coiled_arguments_follow_the_plan_and_the_options() -> None:
+    spec = choose_cluster("coiled", month_sizes=[SMALL, 3 * GiB], name="taxi-assets-run1")
+    assert spec.kind == "coiled"
+    assert spec.n_workers == 2
+    assert spec.kwargs == {
+        "n_workers": 2,
+        "region": "us-east-1",
+        "spot_policy": "spot_with_fallback",
+        "idle_timeout": "20 minutes",
+        "shutdown_on_close": True,
+        "tags": {"project": "taxi-assets"},
+        "worker_memory": "18GiB",  # 3 GiB of parquet x 6
+        "name": "taxi-assets-run1",
+    }
+
+
+def test_coiled_is_capped_and_takes_vm_types_or_a_software_environment() -> None:
+    opts = CoiledOptions(
+        max_workers=3, vm_types=("m6i.2xlarge",), software="taxi-env", spot_policy="on-demand", workspace="tlc"
+    )
+    spec = choose_cluster("coiled", month_sizes=[SMALL] * 10, coiled=opts)
+    assert spec.n_workers == 3
+    assert "capped by max_workers=3" in spec.reason
+    kwargs = dict(spec.kwargs)
+    assert kwargs.pop("worker_vm_types") == ["m6i.2xlarge"]
+    assert "worker_memory" not in kwargs  # Coiled refuses both
+    assert (kwargs["software"], kwargs["spot_policy"], kwargs["workspace"]) == ("taxi-env", "on-demand", "tlc")
+    assert "name" not in kwargs
+
+
+def test_an_address_is_used_as_is() -> None:
+    spec = choose_cluster("tls://scheduler.internal:8786", month_sizes=[SMALL])
+    assert spec == ClusterSpec(
+        kind="address",
+        address="tls://scheduler.internal:8786",
+        reason="existing scheduler at tls://scheduler.internal:8786",
+    )
+
+
+def test_nothing_stale_or_an_unknown_setting_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="nothing stale"):
+        choose_cluster("local", month_sizes=[])
+    with pytest.raises(ConfigurationError, match="unknown cluster 'kubernetes'"):
+        choose_cluster("kubernetes", month_sizes=[SMALL])
+
+
+def test_the_cluster_classes_resolve_to_the_real_ones() -> None:
+    import coiled
+
+    assert cluster_class("local") is LocalCluster
+    assert cluster_class("coiled") is coiled.Cluster
+
+
+# -- starting and closing ------------------------------------------------------------------------------------
+
+
+def test_a_local_cluster_runs_for_the_block_then_closes() -> None:
+    recorder = Recorder()
+    spec = ClusterSpec(kind="local", n_workers=1, kwargs={"n_workers": 1})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "local", recorder)
+        with start_cluster(spec, worker_env={"PREFECT_API_URL": "http://127.0.0.1:1/api"}) as running:
+            with Client(running.address, security=running.security) as client:
+                assert client.submit(sum, [1, 2]).result() == 3
+            assert running.seconds is None
+    assert recorder.calls == [{"n_workers": 1, "env": {"PREFECT_API_URL": "http://127.0.0.1:1/api"}}]
+    assert recorder.instances[0].status == Status.closed
+    summary = running.summary()
+    assert summary["kind"] == "local"
+    assert 0 < summary["startup_seconds"] <= summary["seconds"]
+
+
+def test_the_cluster_is_closed_when_the_run_fails() -> None:
+    recorder = Recorder()
+    spec = ClusterSpec(kind="local", n_workers=1, kwargs={"n_workers": 1})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "local", recorder)
+        with pytest.raises(KeyboardInterrupt), start_cluster(spec) as running:  # cancellation is a BaseException
+            raise KeyboardInterrupt
+    assert recorder.instances[0].status == Status.closed
+    assert running.seconds is not None
+
+
+def test_coiled_gets_worker_env_as_environ_secrets_privately_and_the_token_only_in_config() -> None:
+    recorder = Recorder()
+    spec = choose_cluster("coiled", month_sizes=[SMALL])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "coiled", recorder)
+        with start_cluster(
+            spec,
+            worker_env={"PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w"},
+            private_env={"PREFECT_API_KEY": "pnu_secret"},
+            coiled_token="coiled-token-1",
+        ) as running:
+            assert dask.config.get("coiled.token") == "coiled-token-1"
+    assert recorder.calls == [
+        {**spec.kwargs, "environ": {"PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w"}}
+    ]
+    assert recorder.tokens == ["coiled-token-1"]
+    assert recorder.private == [{"PREFECT_API_KEY": "pnu_secret"}]
+    assert "pnu_secret" not in repr(recorder.calls)
+    assert dask.config.get("coiled.token", None) is None
+    assert running.summary()["worker_seconds"] == pytest.approx(running.seconds, 0.01)  # one worker
+
+
+def test_an_address_is_connected_to_never_created_or_closed() -> None:
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as existing:
+        spec = choose_cluster(existing.scheduler_address, month_sizes=[SMALL])
+        with start_cluster(spec) as running:
+            runner = task_runner_for(running)
+            assert runner.address == existing.scheduler_address
+        assert existing.status == Status.running
+        assert running.summary()["workers"] == 0
+
+
+def test_the_task_runner_keeps_address_and_security_through_prefects_duplicate() -> None:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as c:
+        spec = ClusterSpec(kind="local", kwargs={})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(cluster_mod.CLUSTER_CLASSES, "local", lambda **_: c)
+            with start_cluster(spec) as running:
+                copy = task_runner_for(running).duplicate()  # what the flow engine runs on
+    assert copy.address == running.address
+    assert copy.client_kwargs["security"] is c.security
