@@ -140,6 +140,12 @@ def _classify(
     return Listing(files=files, skipped=tuple(skipped), duplicates=duplicates)
 
 
+def _hidden(relative: str) -> bool:
+    """Paths under the root whose name or folder starts with ``_`` or ``.`` are not data (Hadoop convention):
+    side-cars, ``_SUCCESS`` markers and files still being written (``.name.partial``) are ignored silently."""
+    return any(part.startswith(("_", ".")) for part in relative.strip("/").split("/") if part)
+
+
 # -- S3 --------------------------------------------------------------------------------------------
 
 
@@ -151,6 +157,8 @@ def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_En
         raise SourceListingError(uri, f"{type(exc).__name__}: {exc}") from exc
     entries: list[_Entry] = []
     for key, info in found.items():
+        if _hidden(key[len(path) :]):
+            continue
         size = int(info.get("size") or 0)
         etag = info.get("ETag") or info.get("etag") or ""
         modified = info.get("LastModified")
@@ -168,7 +176,7 @@ def _list_local(uri: str, partitions: MonthlyPartitions, cache_file: str | Path 
     entries: list[_Entry] = []
     stats: dict[str, os.stat_result] = {}
     for path in root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and not _hidden(str(path.relative_to(root))):
             stat = path.stat()
             stats[str(path.resolve())] = stat
             modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)

@@ -24,7 +24,7 @@ from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.sink import write_month
 from taxi_assets.sources import list_months
-from taxi_assets.verify import CheckResult, verify_counts
+from taxi_assets.verify import CheckResult, record_checks, verify_month_checks
 
 INTENTS = ("", "reprocess", "test_subset")
 TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
@@ -60,9 +60,7 @@ def plan_months(
     selection (all months when none is given); ``intent="test_subset"`` forces the first two of the selection.
     """
     if intent not in INTENTS:
-        raise ConfigurationError(
-            "intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'"
-        )
+        raise ConfigurationError("intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'")
     selected = parse_selection(partitions) if partitions else []
     listing = listing if listing is not None else list_months(cfg)
     missing = [k for k in selected if k not in listing.files]
@@ -84,9 +82,7 @@ def plan_months(
         read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
         code_version=version,
         force=force,
-        companions=[
-            read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))
-        ],
+        companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
         only=force if intent == "test_subset" or (selected and not intent) else None,
         source_problems=listing.problems(),
     )
@@ -140,14 +136,7 @@ def materialize_month(
     try:
         written = write_month(source, cfg, base, now=_now)
     except SourceRejected as exc:
-        failed = _with(base, status="failed", error=str(exc), finished_at=_now())
-        record_failure(
-            cfg.trips_uri,
-            failed,
-            schema=trips_schema(),
-            column=PARTITION_COLUMN,
-            storage_options=cfg.storage_options(cfg.trips_uri),
-        )
+        _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc))
         raise
     return MonthResult(
         partition=month,
@@ -164,15 +153,15 @@ def materialize_month(
     )
 
 
-def _with(record: MaterializationRecord, **changes: object) -> MaterializationRecord:
-    return replace(record, **changes)  # type: ignore[arg-type]
+def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str) -> list[CheckResult]:
+    """Every DuckDB check on the versions this run committed, recorded in ``<sink>/checks`` (passed or not).
 
-
-def verify_month(result: MonthResult, cfg: Settings, *, run_id: str) -> list[CheckResult]:
-    """DuckDB checks on the versions this run committed; raises :class:`CheckFailed` on the first failure."""
+    The duplicate check compares with the source file itself, so a month the TLC published with duplicates
+    is not blamed on the run.
+    """
     if result.trips_version is None or result.quarantine_version is None:
         raise RuntimeError(f"{result.partition}: verify_month needs the versions a successful write returns")
-    checks = verify_counts(
+    checks = verify_month_checks(
         result.partition,
         run_id=run_id,
         trips_uri=cfg.trips_uri,
@@ -183,18 +172,46 @@ def verify_month(result: MonthResult, cfg: Settings, *, run_id: str) -> list[Che
         rows_written=result.rows_written,
         rows_quarantined=result.rows_quarantined,
         storage_options=cfg.storage_options(cfg.trips_uri),
+        source_uri=source.uri,
+        source_storage_options=cfg.storage_options(source.uri),
     )
+    record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
     return checks
 
 
-def run_month(
-    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None
-) -> MonthResult:
-    """Materialize then verify one month: the unit of work of a Dask task (and of `taxi-assets materialize`)."""
+def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None) -> MonthResult:
+    """Materialize then verify one month: the unit of work of a Dask task (and of `taxi-assets materialize`).
+
+    A failed check fails the month with the check's message; the data stays committed but the check is in
+    ``checks``, and the month keeps planning stale until a run passes.
+    """
     result = materialize_month(source, cfg, run_id=run_id, code_version=code_version)
-    checks = verify_month(result, cfg, run_id=run_id)
+    checks = verify_month(result, source, cfg, run_id=run_id)
     result = replace(result, checks=[c.as_dict() for c in checks])
     for c in checks:
         if not c.passed:
-            raise CheckFailed(c.partition, c.check, c.observed, c.expected)
+            error = CheckFailed(c.partition, c.check, c.observed, c.expected)
+            _record_failed(source, cfg, run_id=run_id, code_version=code_version, error=str(error))
+            raise error
     return result
+
+
+def _record_failed(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None, error: str) -> None:
+    """A failure record newer than the month's success: the planner shows ``failed`` and the next run retries."""
+    record = MaterializationRecord(
+        partition=source.partition,
+        status="failed",
+        run_id=run_id,
+        code_version=code_version or trips_code_version(),
+        source_uri=source.uri,
+        source_fingerprint=source.fingerprint,
+        finished_at=_now(),
+        error=error,
+    )
+    record_failure(
+        cfg.trips_uri,
+        record,
+        schema=trips_schema(),
+        column=PARTITION_COLUMN,
+        storage_options=cfg.storage_options(cfg.trips_uri),
+    )

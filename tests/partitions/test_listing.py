@@ -204,3 +204,20 @@ def test_http_server_errors_are_transient_listing_errors(http_root):
     assert caught.value.uri.endswith("events_2019-05.parquet")
     with pytest.raises(SourceListingError, match=r"ConnectionRefused|URLError"):
         list_http("http://127.0.0.1:9/events_{key}.parquet", ["2019-02"], timeout=2)
+
+
+def test_hidden_and_underscore_paths_are_not_data(tmp_path):
+    from partitions.keys import MonthlyPartitions
+    from partitions.listing import list_source
+
+    (tmp_path / "_truth").mkdir()
+    (tmp_path / "_truth" / "x_2019-02.parquet").write_bytes(b"sidecar")
+    (tmp_path / ".x_2019-03.parquet.partial").write_bytes(b"being written")
+    (tmp_path / "x_2019-04.parquet").write_bytes(b"data")
+    listing = list_source(
+        str(tmp_path),
+        MonthlyPartitions(pattern=r"^x_(?P<key>\d{4}-\d{2})\.parquet$"),
+        fingerprint_cache=tmp_path.parent / "fp.json",
+    )
+    assert sorted(listing.files) == ["2019-04"]
+    assert listing.skipped == ()
