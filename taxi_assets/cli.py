@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import asdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from partitions.delta_log import read_records
@@ -27,19 +27,13 @@ from taxi_assets.steps import INTENTS, new_run_id, plan_months, run_month
 
 
 def _add_io(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--source", help="source directory or s3:// URI (env TAXI_ASSETS_SOURCE; default ./data/source)"
-    )
-    p.add_argument(
-        "--sink", help="warehouse directory or s3:// URI (env TAXI_ASSETS_SINK; default ./data/warehouse)"
-    )
+    p.add_argument("--source", help="source directory or s3:// URI (env TAXI_ASSETS_SOURCE; default ./data/source)")
+    p.add_argument("--sink", help="warehouse directory or s3:// URI (env TAXI_ASSETS_SINK; default ./data/warehouse)")
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitions", help="months to force, e.g. 2019-02,2019-04..2019-06")
-    p.add_argument(
-        "--intent", default="", choices=INTENTS, help="'' incremental (default), reprocess, test_subset"
-    )
+    p.add_argument("--intent", default="", choices=INTENTS, help="'' incremental (default), reprocess, test_subset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser(
-        "run", help="plan, then materialize and verify the stale months (Prefect flow on Dask)"
-    )
+    p = sub.add_parser("run", help="plan, then materialize and verify the stale months (Prefect flow on Dask)")
     _add_io(p)
     _add_selection(p)
     p.add_argument("--cluster", help="local (default), coiled, or a scheduler address tcp://host:8786")
@@ -77,27 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write realistic synthetic FHVHV month files")
     p.add_argument("--dest", help="directory or s3:// URI (default: the source)")
-    p.add_argument(
-        "--months", default="2019-02..2019-07", help="months or ranges, e.g. 2019-02..2019-07,2023-02"
-    )
+    p.add_argument("--months", default="2019-02..2019-07", help="months or ranges, e.g. 2019-02..2019-07,2023-02")
     p.add_argument("--rows", type=int, default=None, help="rows per month (default: real rows x --scale)")
-    p.add_argument(
-        "--scale", type=float, default=1e-3, help="fraction of the real month size when --rows is unset"
-    )
+    p.add_argument("--scale", type=float, default=1e-3, help="fraction of the real month size when --rows is unset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layout", default="auto", choices=("auto", "single", "arrow-1Mi", "nonuniform", "daily"))
     p.add_argument("--anomalies", default="realistic", choices=("realistic", "stress", "clean"))
     p.set_defaults(handler=cmd_synth)
 
-    p = sub.add_parser(
-        "demo", help="the whole story: synthesize, run, change a month, run again, show status"
-    )
+    p = sub.add_parser("demo", help="the whole story: synthesize, run, change a month, run again, show status")
     _add_io(p)
-    p.add_argument(
-        "--s3", action="store_true", help="use a throwaway local S3-compatible server for the demo"
-    )
+    p.add_argument("--s3", action="store_true", help="use a throwaway local S3-compatible server for the demo")
     p.add_argument("--rows", type=int, default=50_000, help="rows per synthetic month")
     p.add_argument("--months", default="2019-02..2019-04,2023-02,2025-01", help="months to synthesize")
+    p.add_argument(
+        "--report",
+        default="reports/quality_report.html",
+        help="where to write the HTML quality report ('' to skip)",
+    )
     p.set_defaults(handler=cmd_demo)
 
     add_analyst_commands(sub)
@@ -126,9 +115,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
-    rows = status_rows(
-        plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
-    )
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
     if args.json:
         print_json(rows)
         return 0
@@ -137,18 +124,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for s in plan.listing.skipped:
         out.print(f"[yellow]skipped[/] {s.uri}: {s.reason}")
     stale = len(plan.stale)
-    out.print(
-        f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do.")
-    )
+    out.print(f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do."))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     plan = plan_months(cfg)
-    rows = status_rows(
-        plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
-    )
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
     if args.json:
         print_json(rows)
     else:

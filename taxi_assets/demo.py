@@ -23,6 +23,7 @@ from partitions.delta_log import read_records
 from partitions.keys import parse_selection
 from taxi_assets.errors import PartitionsFailed
 from taxi_assets.render import checks_table, console, months_table, results_table, status_rows
+from taxi_assets.report import render_report
 from taxi_assets.settings import Settings
 from taxi_assets.sources import list_months
 from taxi_assets.steps import plan_months
@@ -99,7 +100,12 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
     plan = plan_months(cfg)
     recorded = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
     out.print(months_table(status_rows(plan.rows, recorded), title=f"Status of {cfg.sink}"))
-    out.print(f"Source: {cfg.source}\nTables: {cfg.trips_uri}, {cfg.quarantine_uri}")
+    out.print(f"Source: {cfg.source}\nTables: {cfg.trips_uri}, {cfg.quarantine_uri}, {cfg.checks_uri}")
+    if args.report:
+        out.rule("Quality report")
+        path = render_report(cfg.sink, args.report)
+        out.print(f"Quality report (one offline HTML file): {path.resolve()}")
+    out.print(f'Next: taxi-assets sql --sink {cfg.sink} "SELECT month, count(*) FROM trips GROUP BY 1 ORDER BY 1"')
     return exit_code
 
 
@@ -111,6 +117,9 @@ def _source_is_empty(cfg: Settings) -> bool:
 
 def _run(pipeline: object, cfg: Settings) -> int:
     out = console()
+    if not plan_months(cfg).stale:  # the no-op path skips Prefect's start-up, as `taxi-assets run` does
+        out.print("Nothing stale: no month rebuilt, no cluster started.")
+        return 0
     try:
         summary = pipeline(source=cfg.source, sink=cfg.sink, cluster=cfg.cluster)  # type: ignore[operator]
     except PartitionsFailed as exc:
@@ -138,8 +147,7 @@ def local_s3_server() -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     saved = {
-        k: os.environ.get(k)
-        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+        k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
     }
     try:
         _wait(endpoint)

@@ -100,19 +100,32 @@ def results_table(results: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def checks_table(results: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="DuckDB checks on the committed versions", title_justify="left")
-    for name in ("month", "check", "passed", "observed", "expected", "table v."):
-        table.add_column(name)
+    """One row per month, one column per check: readable at a glance; failures say what was observed."""
+    names: list[str] = []
     for r in results:
         for c in r.get("checks") or []:
-            table.add_row(
-                c["partition"],
-                c["check"],
-                "[green]pass[/]" if c["passed"] else "[red]FAIL[/]",
-                str(c["observed"]),
-                str(c["expected"]),
-                str(c["table_version"]),
-            )
+            if c["check"] not in names:
+                names.append(c["check"])
+    table = Table(title="DuckDB checks on the committed versions", title_justify="left")
+    table.add_column("month")
+    table.add_column("table v.", justify="right")
+    for name in names:
+        table.add_column(name.replace("_", " "), justify="center")
+    for r in results:
+        by_name = {c["check"]: c for c in r.get("checks") or []}
+        if not by_name:
+            continue
+        cells = []
+        for name in names:
+            c = by_name.get(name)
+            if c is None:
+                cells.append("-")
+            elif c["passed"]:
+                cells.append("[green]pass[/]")
+            else:
+                cells.append(f"[red]FAIL[/] {c['observed']} vs {c['expected']}")
+        version = next(iter(by_name.values()))["table_version"]
+        table.add_row(r["partition"], str(version), *cells)
     return table
 
 
@@ -121,4 +134,6 @@ def _num(v: object) -> str:
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    """Wide enough for the tables when output goes to a file or CI log (rich assumes 80 columns there)."""
+    probe = Console()
+    return Console(highlight=False, width=None if probe.is_terminal else 160)
