@@ -131,7 +131,7 @@ def _judge(
     source_changed = success.source_fingerprint != source.fingerprint
     code_changed = success.code_version != code_version
     changes = [
-        f"source fingerprint changed: {success.source_fingerprint!r} -> {source.fingerprint!r}"
+        f"source fingerprint changed: {_short(success.source_fingerprint)!r} -> {_short(source.fingerprint)!r}"
         if source_changed
         else "",
         f"code version changed: {success.code_version!r} -> {code_version!r}" if code_changed else "",
@@ -185,3 +185,8 @@ def upstream_sources(upstream: Mapping[str, PartitionHistory], *, table: str = "
         for key, history in sorted(upstream.items())
         if history.latest_success is not None
     }
+
+
+def _short(fingerprint: str, keep: int = 24) -> str:
+    """Long content hashes cut for a readable sentence; the full values stay on the PlanRow."""
+    return fingerprint if len(fingerprint) <= keep + 1 else fingerprint[:keep] + "…"
