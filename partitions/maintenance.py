@@ -71,13 +71,16 @@ def vacuum(
     retention_hours: int = 168,
     dry_run: bool = True,
     enforce_retention_duration: bool = True,
+    full: bool = True,
     storage_options: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Files unreferenced by every version within ``retention_hours``: listed, or deleted unless dry_run.
 
     delta-rs never deletes a file the current version references, nor anything under ``_``-prefixed folders
     (``_delta_log``, ``_partitions_state``). Below the table's retention, ``enforce_retention_duration=False``
-    is required, as readers of older versions may still need those files.
+    is required, as readers of older versions may still need those files. ``full`` (the default) also finds
+    files no commit ever named, older than the retention: what a writer killed before its commit leaves
+    behind; delta-rs's "lite" mode (``full=False``) only sees files a commit removed.
     """
     table = DeltaTable(table_uri, storage_options=dict(storage_options or {}))
     return list(
@@ -86,5 +89,6 @@ def vacuum(
             dry_run=dry_run,
             enforce_retention_duration=enforce_retention_duration,
             post_commithook_properties=POST_COMMIT,
+            full=full,
         )
     )
