@@ -13,7 +13,10 @@ Peak of the reader alone, measured on this machine (``benchmarks/materialize_ben
 about ``BATCH_ROWS`` decoded rows (~200 B/row: ~50 MiB) + 24 columns x ``READ_BUFFER`` (24 MiB) + one
 decompressed page per column, whatever the row group size (see ``docs/performance.md``). Flag columns are read
 as dictionaries, so their Y/N mapping runs on a few values (:mod:`taxi_assets.casts`). Unreadable files become
-:class:`UnreadableSource`.
+:class:`UnreadableSource`; errors of the store or the network (a cut connection, a 503) become
+:class:`SourceUnavailable`, which is transient: the task retries it and no failure is recorded against the file.
+Page checksums are verified where the writer stored them (``page_checksum_verification``): without them a
+flipped byte inside a compressed page can decode into other values, which no reader can notice.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from partitions.listing import filesystem_for
 from partitions.source import SourceFile
 from taxi_assets.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.cleaning import Split, context_for, split
-from taxi_assets.errors import UnreadableSource
+from taxi_assets.errors import SourceRejected, SourceUnavailable, UnreadableSource
 from taxi_assets.schema import COLUMNS
 
 BATCH_ROWS: Final = 262_144
@@ -76,9 +79,13 @@ class MonthReader:
         try:
             fs, path = filesystem_for(uri, self._storage_options)
             self._handle = fs.open_input_file(path)  # a native Arrow file: reads never take the GIL
-            probe = pq.ParquetFile(self._handle, pre_buffer=False, buffer_size=READ_BUFFER)
+            probe = pq.ParquetFile(
+                self._handle, pre_buffer=False, buffer_size=READ_BUFFER, page_checksum_verification=True
+            )
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
             self.close()
+            if _is_storage_error(exc):
+                raise SourceUnavailable(uri, f"reading failed ({_short(exc)})") from exc
             raise UnreadableSource(
                 month, uri, f"not a readable parquet file ({_short(exc)})", "replace the file at the source"
             ) from exc
@@ -100,8 +107,17 @@ class MonthReader:
             pre_buffer=False,
             buffer_size=READ_BUFFER,
             read_dictionary=text_flags,
+            page_checksum_verification=True,
         )
         meta = probe.metadata
+        if meta.num_rows == 0:  # a valid file with no rows would replace the month with nothing
+            self.close()
+            raise SourceRejected(
+                month,
+                uri,
+                "holds no rows (a valid parquet file with 0 rows)",
+                "a published month is never empty (the smallest, 2020-04, has 4.3 M rows); replace the file",
+            )
         self.stats.extra_columns = self.plan.extra_columns
         self.stats.renamed = self.plan.renamed
         self.stats.row_groups = meta.num_row_groups
@@ -139,6 +155,8 @@ class MonthReader:
                     self.stats.quarantined_by_rule[name] = self.stats.quarantined_by_rule.get(name, 0) + count
                 yield part
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            if _is_storage_error(exc):
+                raise SourceUnavailable(uri, f"reading failed after {offset} rows ({_short(exc)})") from exc
             raise UnreadableSource(
                 month,
                 uri,
@@ -149,6 +167,14 @@ class MonthReader:
 
 def _is_plain_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """The store or the network failed (retry may pass), as opposed to the file's bytes being wrong."""
+    if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
+        return True
+    text = str(exc)
+    return "AWS Error" in text or "curlCode" in text
 
 
 def _short(exc: BaseException) -> str:
