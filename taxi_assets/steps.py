@@ -63,6 +63,8 @@ def plan_months(
         raise ConfigurationError("intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'")
     selected = parse_selection(partitions) if partitions else []
     listing = listing if listing is not None else list_months(cfg)
+    for key in selected:
+        listing.require(key)  # two files for a selected month: DuplicatePartitionSource, not "not present"
     missing = [k for k in selected if k not in listing.files]
     if missing:
         raise ConfigurationError(
