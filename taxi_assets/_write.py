@@ -36,7 +36,7 @@ COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 1
 ROW_GROUP_ROWS: Final = 1 << 20  # the newer Arrow default and the 2025 TLC files' own groups (spec 7.1)
 GROUPS_PER_FILE: Final = 4  # ~4 Mi rows, ~100 MB per data file
-POOL_DECAY_MS: Final = 5_000
+POOL_DECAY_MS: Final = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,7 @@ class WriteLayout:
     rows_per_group: int = ROW_GROUP_ROWS
     groups_per_file: int = GROUPS_PER_FILE
     lanes: int = 2  # one per core of the small VM the issue targets; quarantine always uses one
+    max_groups: int = 3  # groups held at once, filling + queued + encoding: the memory bound
 
 
 @contextmanager

@@ -170,12 +170,21 @@ def _cast(arr: pa.Array, col: Column) -> tuple[pa.Array, int]:
 
 
 def _dictionary_flag(arr: pa.DictionaryArray) -> tuple[pa.Array, int]:
-    """Map the (few) dictionary values once, then take by index: the reader asks for flags as dictionaries."""
-    values, _ = _flag(arr.dictionary)
-    out = values.take(arr.indices)
-    odd_values = pc.and_(pc.is_valid(arr.dictionary), pc.is_null(values))
-    nulled = int(pc.sum(odd_values.take(arr.indices)).as_py() or 0)
-    return out, nulled
+    """Map the (few) dictionary values once, then answer per row from the indices alone.
+
+    The reader asks for flags as dictionaries, so a row costs two integer set lookups; the result is built
+    from their bitmaps (value = "is Y", validity = "is Y or N") without a take or an if-else.
+    """
+    mapped = _flag(arr.dictionary)[0].to_pylist()
+    indices = arr.indices
+    yes = pa.array([i for i, v in enumerate(mapped) if v is True], indices.type)
+    known = pa.array([i for i, v in enumerate(mapped) if v is not None], indices.type)
+    is_yes = pc.is_in(indices, value_set=yes)
+    is_known = pc.is_in(indices, value_set=known)  # a null index is not known: it stays null
+    known_count = int(pc.sum(is_known.cast(pa.int64())).as_py() or 0)
+    nulled = len(arr) - indices.null_count - known_count
+    validity = None if known_count == len(arr) else is_known.buffers()[1]
+    return pa.Array.from_buffers(pa.bool_(), len(arr), [validity, is_yes.buffers()[1]]), nulled
 
 
 def _flag(arr: pa.Array) -> tuple[pa.Array, int]:

@@ -135,11 +135,25 @@ RULE_NAMES: Final = tuple(r.name for r in RULES)
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """One batch cut in two; ``by_rule`` counts the quarantined rows breaking each rule (a row may count twice)."""
+    """One batch cut in two; ``by_rule`` counts the quarantined rows breaking each rule (a row may count twice).
 
-    clean: pa.RecordBatch
+    The clean rows are ``batch`` where ``keep`` is true (``keep`` is None when every row is clean). They are
+    not copied out here: a streaming writer filters them on its own thread (``taxi_assets._write_pool``),
+    because that copy is most of the cost of a split; :attr:`clean` makes it on demand.
+    """
+
+    batch: pa.RecordBatch  # every row, on trips_schema()
+    keep: pa.BooleanArray | None
     quarantine: pa.RecordBatch  # on quarantine_schema()
     by_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> pa.RecordBatch:
+        return self.batch if self.keep is None else self.batch.filter(self.keep)
+
+    @property
+    def clean_rows(self) -> int:
+        return int(self.batch.num_rows - self.quarantine.num_rows)
 
 
 def context_for(month: str) -> RuleContext:
@@ -165,8 +179,7 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
     for column in columns[1:]:
         broken_any = pc.or_(broken_any, column)
     if not pc.any(broken_any).as_py():
-        return Split(batch, _empty_quarantine())
-    clean = batch.filter(pc.invert(broken_any))
+        return Split(batch, None, _empty_quarantine())
     idx = pc.indices_nonzero(broken_any)
     codes = np.zeros(len(idx), dtype=np.int64)
     for bit, column in enumerate(columns):
@@ -185,7 +198,7 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
         [*batch.take(idx).columns, pc.add(idx.cast(pa.int64()), first_row), names, reasons],
         schema=quarantine_schema(),
     )
-    return Split(clean, quarantine, by_rule)
+    return Split(batch, pc.invert(broken_any), quarantine, by_rule)
 
 
 def _empty_quarantine() -> pa.RecordBatch:

@@ -77,6 +77,7 @@ def write_month(
             column=PARTITION_COLUMN,
             key=month,
             lanes=layout.lanes,
+            max_groups=layout.max_groups,
             rows_per_group=layout.rows_per_group,
             groups_per_file=layout.groups_per_file,
             storage_options=cfg.storage_options(cfg.trips_uri),
@@ -95,7 +96,7 @@ def write_month(
         ) as quarantine,
     ):
         for part in reader.batches():
-            trips.write(part.clean)
+            trips.write(part.batch, part.keep)
             quarantine.write(part.quarantine)
         q_adds = quarantine.finish()
         t_adds = trips.finish()

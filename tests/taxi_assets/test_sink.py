@@ -16,7 +16,7 @@ from month_builders import valid_month, with_values, write_source
 from partitions.delta_log import read_records
 from partitions.records import MaterializationRecord
 from taxi_assets._write import WriteLayout
-from taxi_assets._write_pool import GroupBuffer, PartitionWriter
+from taxi_assets._write_pool import GroupBuffer, PartitionWriter, Piece, materialize
 from taxi_assets.errors import UnreadableSource
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
@@ -189,14 +189,15 @@ def test_the_record_names_the_flags_made_null_and_the_columns_left_out(tmp_path)
     assert json.dumps(dict(extra))  # plain strings: any Delta reader shows them
 
 
-def test_group_buffer_cuts_exact_groups_and_keeps_the_rest():
+def test_group_buffer_cuts_exact_groups_of_kept_rows_and_keeps_the_rest():
     schema = pa.schema([("x", pa.int64())])
-    buffer = GroupBuffer(schema, rows=4)
-    out = []
-    for size in (3, 3, 7, 1):
-        out += buffer.add(pa.record_batch([pa.array(range(size))], schema=schema))
-    rest = buffer.flush()
-    assert [t.num_rows for t in out] == [4, 4, 4]
-    assert rest is not None
-    assert rest.num_rows == 2
-    assert pa.concat_tables([*out, rest])["x"].to_pylist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 0]
+    buffer = GroupBuffer(rows=4)
+    groups = []
+    for size, drop in ((3, None), (3, 1), (7, 5), (1, None)):
+        batch = pa.record_batch([pa.array(range(size))], schema=schema)
+        keep = None if drop is None else pa.array([i != drop for i in range(size)])
+        groups += buffer.add(Piece.of(batch, keep))
+    assert buffer.flush() == []
+    tables = [materialize(group, schema) for group in groups]
+    assert [t["x"].to_pylist() for t in tables] == [[0, 1, 2, 0], [2, 0, 1, 2], [3, 4, 6, 0]]
+    # 12 kept rows of 14; the spill of a cut batch was copied, so groups share no buffer
