@@ -46,7 +46,7 @@ class WriteLayout:
     rows_per_group: int = ROW_GROUP_ROWS
     groups_per_file: int = GROUPS_PER_FILE
     lanes: int = 2  # one per core of the small VM the issue targets; quarantine always uses one
-    max_groups: int = 3  # groups held at once, filling + queued + encoding: the memory bound
+    max_groups: int = 2  # groups held at once (filling or encoding): the memory bound, ~160 MB each
 
 
 @contextmanager

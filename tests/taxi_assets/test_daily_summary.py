@@ -1,0 +1,133 @@
+"""daily_summary: computed from the committed trips month, fresh until that month of trips is rewritten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+from deltalake import DeltaTable
+from month_builders import valid_month, with_values, write_source
+
+from partitions.records import MaterializationRecord
+from partitions.staleness import PartitionState
+from taxi_assets import daily_summary
+from taxi_assets._write import WriteLayout
+from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, summary_schema, summary_uri
+from taxi_assets.errors import ConfigurationError
+from taxi_assets.settings import Settings
+from taxi_assets.sink import write_month
+
+LAYOUT = WriteLayout(rows_per_group=2_000, groups_per_file=2)
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings.resolve(source=str(tmp_path / "source"), sink=str(tmp_path / "sink"), env={})
+
+
+def load_trips(cfg: Settings, month: str, table: pa.Table, run_id: str) -> None:
+    source = write_source(Path(cfg.source), month, table)
+    record = MaterializationRecord(partition=month, status="success", run_id=run_id, code_version="cv")
+    write_month(source, cfg, record, now=lambda: "2026-11-24T00:00:00+00:00", layout=LAYOUT)
+
+
+def states(cfg: Settings) -> dict[str, PartitionState]:
+    return {row.partition: row.state for row in plan_daily_summary(cfg)}
+
+
+def summary(cfg: Settings, month: str) -> pa.Table:
+    dataset = DeltaTable(summary_uri(cfg)).to_pyarrow_dataset()
+    return dataset.to_table(filter=ds.field("month") == month)
+
+
+def test_a_month_is_summarized_by_day_company_and_borough_pair(tmp_path):
+    cfg = settings(tmp_path)
+    table = valid_month("2022-04", 3_000)
+    table = with_values(
+        table,
+        {
+            "hvfhs_license_num": {0: "HV0005", 1: "HV0009"},
+            "PULocationID": {0: 132, 1: 1},  # JFK (Queens), Newark (EWR)
+            "DOLocationID": {0: 265, 1: 264},  # outside NYC ("N/A"), unknown ("Unknown")
+            "driver_pay": {2: -1.0},  # quarantined: not in trips, not in the summary
+        },
+    )
+    load_trips(cfg, "2022-04", table, "trips-1")
+    assert states(cfg) == {"2022-04": PartitionState.MISSING}
+    version = materialize_daily_summary("2022-04", cfg, run_id="sum-1")
+    rows = summary(cfg, "2022-04")
+    assert version == 1
+    assert rows.schema.names == summary_schema().names
+    assert pc.sum(rows["trips"]).as_py() == 2_999
+    clean = table.take([i for i in range(3_000) if i != 2])
+    assert pc.sum(rows["fare"]).as_py() == pytest.approx(pc.sum(clean["base_passenger_fare"]).as_py())
+    assert pc.sum(rows["tips"]).as_py() == pytest.approx(pc.sum(clean["tips"]).as_py())
+    assert pc.sum(rows["miles"]).as_py() == pytest.approx(pc.sum(clean["trip_miles"]).as_py())
+    assert set(rows["company"].to_pylist()) <= {"Uber", "Lyft", "HV0009"}
+    assert "HV0009" in rows["company"].to_pylist()  # an unknown licence keeps its code
+    pairs = set(
+        zip(
+            rows["company"].to_pylist(),
+            rows["pickup_borough"].to_pylist(),
+            rows["dropoff_borough"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert ("Lyft", "Queens", "N/A") in pairs
+    assert ("HV0009", "EWR", "Unknown") in pairs
+    days = rows["day"].to_pylist()
+    assert min(days).isoformat() >= "2022-04-01"
+    assert max(days).isoformat() <= "2022-04-30"
+    daily = rows.group_by("day").aggregate([("trips", "sum")])
+    expected = pc.value_counts(pc.cast(clean["pickup_datetime"], pa.date32()))
+    assert sorted(zip(daily["day"].to_pylist(), daily["trips_sum"].to_pylist(), strict=True)) == sorted(
+        (d["values"], d["counts"]) for d in expected.to_pylist()
+    )
+    assert states(cfg) == {"2022-04": PartitionState.FRESH}
+
+
+def test_rewriting_a_trips_month_makes_only_that_summary_month_stale(tmp_path):
+    cfg = settings(tmp_path)
+    load_trips(cfg, "2022-04", valid_month("2022-04", 1_000), "trips-1")
+    load_trips(cfg, "2022-05", valid_month("2022-05", 1_000), "trips-1")
+    for month in ("2022-04", "2022-05"):
+        materialize_daily_summary(month, cfg, run_id="sum-1")
+    assert set(states(cfg).values()) == {PartitionState.FRESH}
+    load_trips(cfg, "2022-05", valid_month("2022-05", 1_200, seed=9), "trips-2")
+    rows = {r.partition: r for r in plan_daily_summary(cfg)}
+    assert rows["2022-04"].state is PartitionState.FRESH
+    assert rows["2022-05"].state is PartitionState.SOURCE_CHANGED
+    assert "trips-1" in rows["2022-05"].reason
+    assert "trips-2" in rows["2022-05"].reason
+    materialize_daily_summary("2022-05", cfg, run_id="sum-2")
+    assert pc.sum(summary(cfg, "2022-05")["trips"]).as_py() == 1_200
+    assert set(states(cfg).values()) == {PartitionState.FRESH}
+
+
+def test_a_new_summary_version_replans_every_month(tmp_path, monkeypatch):
+    cfg = settings(tmp_path)
+    load_trips(cfg, "2022-04", valid_month("2022-04", 500), "trips-1")
+    materialize_daily_summary("2022-04", cfg, run_id="sum-1")
+    monkeypatch.setattr(daily_summary, "SUMMARY_VERSION", "daily-summary-test")
+    assert states(cfg) == {"2022-04": PartitionState.CODE_CHANGED}
+
+
+def test_summarizing_twice_keeps_one_copy_and_reads_the_recorded_trips_version(tmp_path):
+    cfg = settings(tmp_path)
+    load_trips(cfg, "2022-04", valid_month("2022-04", 800), "trips-1")
+    first = materialize_daily_summary("2022-04", cfg, run_id="sum-1")
+    second = materialize_daily_summary("2022-04", cfg, run_id="sum-2")
+    assert second == first + 1
+    assert pc.sum(summary(cfg, "2022-04")["trips"]).as_py() == 800
+    log = DeltaTable(summary_uri(cfg)).history(1)[0]
+    assert log["partitions.source_fingerprint"] == "trips-1"
+    assert log["partitions.upstream"] == f"trips@{DeltaTable(cfg.trips_uri).version()}"
+
+
+def test_a_month_without_trips_is_refused_with_the_next_step(tmp_path):
+    cfg = settings(tmp_path)
+    load_trips(cfg, "2022-04", valid_month("2022-04", 100), "trips-1")
+    with pytest.raises(ConfigurationError, match="taxi-assets run --partitions 2022-06"):
+        materialize_daily_summary("2022-06", cfg, run_id="sum-1")
