@@ -51,6 +51,15 @@ def write_file(directory: str | Path, month: str, table: pa.Table, **options: An
     return path
 
 
+def put_source(cfg: Settings, month: str, table: pa.Table) -> str:
+    """``table`` as the TLC file of ``month`` in ``cfg.source``, local or ``s3://``; its URI."""
+    fs, root = fsspec_for(cfg.source, cfg.storage_options(cfg.source))
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(f"{root}/{file_name(month)}", "wb") as handle:
+        pq.write_table(table, handle, row_group_size=max(table.num_rows, 1))
+    return f"{cfg.source}/{file_name(month)}"
+
+
 def local_settings(root: Path) -> Settings:
     return Settings.resolve(source=str(root / "source"), sink=str(root / "warehouse"), env={})
 

@@ -1,0 +1,114 @@
+"""A worker process for the reliability tests: ``taxi-assets materialize`` with a kill switch, or a forced run.
+
+``python driver.py crash MONTH POINT``
+    What ``taxi-assets materialize --partition MONTH`` runs (plan, then ``steps.run_month``), except that the
+    process sends itself SIGKILL at ``POINT``: ``reading`` (the 4th batch of the month is being read, earlier
+    groups are on their way to disk), ``files_written`` (every data file of both tables written, no commit yet),
+    ``between_commits`` (quarantine committed, trips not), ``after_trips_commit`` (both committed, checks not
+    run), or ``none``. The points are reached by wrapping the functions ``sink.write_month`` calls, so nothing
+    in the package carries a test hook. The month streams in 100-row batches into one 100-row group per file.
+
+``python driver.py run MONTHS [START_AT]``
+    ``run_month`` on each month of the comma-separated list whatever its state (``--intent reprocess``),
+    after sleeping until the epoch time ``START_AT`` so that several drivers start their writes together.
+    Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``.
+
+Source, sink and credentials come from ``TAXI_ASSETS_SOURCE``, ``TAXI_ASSETS_SINK`` and ``AWS_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from partitions.errors import PartitionsError
+from taxi_assets import reader, sink, steps
+from taxi_assets._write import WriteLayout
+from taxi_assets.errors import TaxiAssetsError
+from taxi_assets.settings import Settings
+
+POINTS = ("reading", "files_written", "between_commits", "after_trips_commit", "none")
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def small_streams() -> None:
+    layout = WriteLayout(rows_per_group=100, groups_per_file=1, lanes=1)
+    steps.write_month = functools.partial(sink.write_month, layout=layout)  # type: ignore[assignment]
+    sink.MonthReader = functools.partial(reader.MonthReader, batch_rows=100)  # type: ignore[assignment,misc]
+
+
+def install(point: str) -> None:
+    if point not in POINTS:
+        raise SystemExit(f"unknown crash point {point!r}; one of {', '.join(POINTS)}")
+    batches = 0
+    split = reader.split
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        nonlocal batches
+        batches += 1
+        if point == "reading" and batches == 4:
+            time.sleep(0.3)  # let the writer thread put the first groups on disk
+            die()
+        return split(*args, **kwargs)
+
+    commits = 0
+    commit_files = sink.commit_files
+
+    def committing(*args: Any, **kwargs: Any) -> int:
+        nonlocal commits
+        commits += 1  # 1: quarantine, 2: trips
+        if (point, commits) in (("files_written", 1), ("between_commits", 2)):
+            die()
+        version = commit_files(*args, **kwargs)
+        if (point, commits) == ("after_trips_commit", 2):
+            die()
+        return version
+
+    reader.split = reading  # type: ignore[assignment]
+    sink.commit_files = committing  # type: ignore[assignment]
+
+
+def crash(month: str, point: str) -> int:
+    small_streams()
+    install(point)
+    cfg = Settings.resolve()
+    plan = steps.plan_months(cfg, partitions=[month])
+    result = steps.run_month(plan.listing.files[month], cfg, run_id=steps.new_run_id(), code_version=plan.code_version)
+    print(json.dumps(dataclasses.asdict(result), default=str))
+    return 0
+
+
+def run(months: list[str], start_at: float | None) -> int:
+    small_streams()
+    cfg = Settings.resolve()
+    plan = steps.plan_months(cfg, partitions=months)
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    for month in months:
+        run_id = steps.new_run_id()
+        try:
+            result = steps.run_month(plan.listing.files[month], cfg, run_id=run_id, code_version=plan.code_version)
+            line = {**dataclasses.asdict(result), "run_id": run_id}
+        except (TaxiAssetsError, PartitionsError) as exc:
+            line = {"partition": month, "ok": False, "run_id": run_id, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(line, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:]
+    if command == "crash":
+        raise SystemExit(crash(rest[0], rest[1]))
+    if command == "run":
+        raise SystemExit(run(rest[0].split(","), float(rest[1]) if len(rest) > 1 else None))
+    raise SystemExit(f"unknown command {command!r}")
