@@ -1,5 +1,5 @@
 """Prefect flows: plan (cheap, no cluster); only when something is stale, a materialization flow on a Dask task
-runner with one task per month; then the verification record and a summary.
+runner with one task per month; then the run's verification, read back from the checks table, and a summary.
 
 ``check_for_files`` (the seed's name; the function is :func:`fhvhv_pipeline`, which ``prefect.yaml`` and the
 CLI use) lists the source, plans, publishes the plan, and returns early when nothing is stale: no cluster, no
@@ -36,11 +36,11 @@ from prefect.tasks import MaterializingTask, Task
 
 from partitions.errors import Transient
 from partitions.source import SourceFile
+from taxi_assets.analytics import query
 from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
 from taxi_assets.errors import ConfigurationError, PartitionsFailed, TaxiAssetsError
 from taxi_assets.settings import S3Credentials, Settings
 from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
-from taxi_assets.verify import CheckResult, record_checks
 
 MONTH_LIMIT_PREFIX: Final = "fhvhv-month-"
 RETRY_DELAYS: Final[list[float]] = [
@@ -215,11 +215,27 @@ def materialize_months(
     return out
 
 
-@task(name="record-checks", cache_policy=NO_CACHE)
-def record_checks_task(results: list[dict[str, Any]], cfg: Settings) -> int:
-    """The verification record: every DuckDB check of this run's months, appended to ``<sink>/checks``."""
-    checks = [CheckResult(**c) for r in results for c in r.get("checks", [])]  # type: ignore[arg-type]
-    return record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
+@task(
+    name="verify-run",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def verify_run_task(cfg: Settings, run_id: str) -> dict[str, dict[str, int]]:
+    """The run's verification as the warehouse records it: per month, the checks of this run that passed.
+
+    Each month task ran its DuckDB checks on the versions it committed and appended them to ``<sink>/checks``;
+    this step reads them back through DuckDB, so the summary reports the durable record, not task memory.
+    """
+    table = query(
+        cfg.sink,
+        "SELECT partition, count(*) FILTER (WHERE passed) AS passed, count(*) AS total "
+        "FROM checks WHERE run_id = ? GROUP BY partition",
+        [run_id],
+        storage_options=cfg.storage_options(cfg.sink),
+    )
+    return {row["partition"]: {"passed": row["passed"], "total": row["total"]} for row in table.to_pylist()}
 
 
 def _ensure_month_limits(months: Sequence[str]) -> None:
@@ -420,8 +436,16 @@ def fhvhv_pipeline(
         "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
     )
     summary["results"] = results
-    summary["checks_version"] = record_checks_task(results, cfg)
     failures = {r["partition"]: r["error"] for r in results if not r["ok"]}
+    written = [r["partition"] for r in results if r["ok"]]
+    verified = verify_run_task(cfg, summary["run_id"]) if written else {}
+    summary["verified"] = verified
+    for month in written:
+        got = verified.get(month, {"passed": 0, "total": 0})
+        if got["total"] == 0 or got["passed"] < got["total"]:
+            failures[month] = (
+                f"checks of run {summary['run_id']} in {cfg.checks_uri}: {got['passed']}/{got['total']} passed"
+            )
     summary["failed"] = sorted(failures)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _publish_summary(cfg, summary)

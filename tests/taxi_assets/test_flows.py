@@ -34,6 +34,7 @@ from taxi_assets.flows import asset_key, fhvhv_pipeline, month_limit, retry_if_t
 from taxi_assets.settings import Settings
 from taxi_assets.steps import plan_months, run_month
 from taxi_assets.synth import write_month_file
+from taxi_assets.verify import CHECK_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -182,9 +183,10 @@ def test_a_failing_month_fails_only_itself_and_the_next_run_retries_it(
     assert summary["cluster"]["kind"] == "address"
     assert table_version(cfg) == versions + 1
     assert set(states(cfg).values()) == {PartitionState.FRESH}
-    # The verification step recorded every check of the run in <sink>/checks, in one commit.
+    # The month's checks are in <sink>/checks, and the verification step read them back from there.
     checks = DeltaTable(cfg.checks_uri).to_pyarrow_table().to_pylist()
     assert {c["partition"] for c in checks if c["run_id"] == summary["run_id"]} == {"2019-03"}
+    assert summary["verified"] == {"2019-03": {"passed": len(CHECK_NAMES), "total": len(CHECK_NAMES)}}
     assert len(local_clusters.calls) == 1  # an address is connected to, never created
 
 
