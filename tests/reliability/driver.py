@@ -8,9 +8,10 @@
     run), or ``none``. The points are reached by wrapping the functions ``sink.write_month`` calls, so nothing
     in the package carries a test hook. The month streams in 100-row batches into one 100-row group per file.
 
-``python driver.py run MONTHS [START_AT]``
-    ``run_month`` on each month of the comma-separated list whatever its state (``--intent reprocess``),
-    after sleeping until the epoch time ``START_AT`` so that several drivers start their writes together.
+``python driver.py run MONTHS [BARRIER_DIR N]``
+    ``run_month`` on each month of the comma-separated list (a month may repeat) whatever its state
+    (``--intent reprocess``). With a barrier, the driver plans, then waits until ``N`` drivers have written
+    their ready file into ``BARRIER_DIR``, so that all of them start writing together.
     Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``.
 
 Source, sink and credentials come from ``TAXI_ASSETS_SOURCE``, ``TAXI_ASSETS_SINK`` and ``AWS_*``.
@@ -25,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from partitions.errors import PartitionsError
@@ -88,12 +90,21 @@ def crash(month: str, point: str) -> int:
     return 0
 
 
-def run(months: list[str], start_at: float | None) -> int:
+def wait_for_all(barrier: Path, n: int, timeout: float = 120.0) -> None:
+    (barrier / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(barrier.iterdir())) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(list(barrier.iterdir()))} of {n} drivers ready after {timeout} s")
+        time.sleep(0.01)
+
+
+def run(months: list[str], barrier: Path | None, n: int) -> int:
     small_streams()
     cfg = Settings.resolve()
-    plan = steps.plan_months(cfg, partitions=months)
-    if start_at is not None:
-        time.sleep(max(0.0, start_at - time.time()))
+    plan = steps.plan_months(cfg, partitions=sorted(set(months)))
+    if barrier is not None:
+        wait_for_all(barrier, n)
     for month in months:
         run_id = steps.new_run_id()
         try:
@@ -110,5 +121,6 @@ if __name__ == "__main__":
     if command == "crash":
         raise SystemExit(crash(rest[0], rest[1]))
     if command == "run":
-        raise SystemExit(run(rest[0].split(","), float(rest[1]) if len(rest) > 1 else None))
+        barrier = Path(rest[1]) if len(rest) > 1 else None
+        raise SystemExit(run(rest[0].split(","), barrier, int(rest[2]) if len(rest) > 2 else 1))
     raise SystemExit(f"unknown command {command!r}")
