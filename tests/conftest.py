@@ -7,76 +7,15 @@ delta-rs calls hang, because the server thread needs the GIL that the blocked Ru
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from servers import S3Server, free_port, wait_until_listening
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-
-TEST_KEY_ID = "testing-key-id"
-TEST_SECRET = "testing-secret-Zq8vN3"  # scanned for by the secret-leak tests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(url: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return url
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"S3 test server did not start at {url}")
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    key_id: str = TEST_KEY_ID
-    secret: str = TEST_SECRET
-    region: str = "us-east-1"
-
-    def env(self) -> dict[str, str]:
-        """The standard AWS variables a user would export; enough for every part of the pipeline."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.key_id,
-            "AWS_SECRET_ACCESS_KEY": self.secret,
-            "AWS_REGION": self.region,
-        }
-
-    def storage_options(self) -> dict[str, str]:
-        """delta-rs options for this server (http endpoint needs AWS_ALLOW_HTTP)."""
-        return {**self.env(), "AWS_ALLOW_HTTP": "true"}
-
-    def boto3_client(self):  # noqa: ANN201
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.key_id,
-            aws_secret_access_key=self.secret,
-            region_name=self.region,
-        )
-
-    def make_bucket(self, prefix: str = "test") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        self.boto3_client().create_bucket(Bucket=name)
-        return name
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_until_listening
+from servers import free_port, wait_until_listening
 from deltalake import DeltaTable
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from builders import month_rows
-from conftest import S3Server
+from servers import S3Server
 from distributed import LocalCluster
 from prefect import get_client
 from prefect.events.filters import EventFilter
