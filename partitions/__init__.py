@@ -18,6 +18,7 @@ from partitions.errors import (
     PartitionMismatch,
     PartitionsError,
     SourceListingError,
+    StorageUnavailable,
     Transient,
 )
 from partitions.files import add_action_for, partition_file_path, stats_json, write_partition_file
@@ -46,6 +47,7 @@ __all__ = [
     "SkippedFile",
     "SourceFile",
     "SourceListingError",
+    "StorageUnavailable",
     "Transient",
     "add_action_for",
     "app_id",

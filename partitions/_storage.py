@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 
 S3_SCHEMES = ("s3://", "s3a://")
+S3_MAX_ATTEMPTS = 10  # pyarrow S3 requests: first try + retries, exponential backoff (AWS standard strategy)
 
 
 def is_s3(uri: str) -> bool:
@@ -75,7 +76,9 @@ def pyarrow_fs_for(uri: str, storage_options: Mapping[str, str] | None = None) -
             return pafs.LocalFileSystem(), path
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
     opts = _options(storage_options)
-    kwargs: dict[str, Any] = {}
+    # pyarrow's default is 3 attempts: three 503s in a row, or a 2 s network cut, would fail a month's read
+    # or upload; 10 attempts with the SDK's exponential backoff ride out ~10 s of outage.
+    kwargs: dict[str, Any] = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS)}
     if _truthy(opts.get("ANON")) or _truthy(opts.get("AWS_SKIP_SIGNATURE")):
         kwargs["anonymous"] = True
     for option, name in (

@@ -63,6 +63,22 @@ class SourceListingError(Transient, PartitionsError):
         return f"cannot list source {self.uri}: {self.detail}; check the network and credentials, then retry"
 
 
+class StorageUnavailable(Transient, PartitionsError):
+    """The table's store did not answer (connection cut, timeout, 5xx) after the client's own retries."""
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, table_uri: str, partition: str, detail: str) -> None:
+        super().__init__(table_uri, partition, detail)
+        self.table_uri, self.partition, self.detail = table_uri, partition, detail
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: the store of {self.table_uri} did not answer ({self.detail}); the partition keeps "
+            "its last committed version and plans stale until a run completes it: retry later"
+        )
+
+
 class CommitConflictExhausted(PartitionsError):
     """Concurrent writers kept winning the commit race for one partition."""
 

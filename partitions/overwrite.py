@@ -8,7 +8,9 @@ Guarantees, for every function here:
   same partition the loser re-runs its write after a backoff, so exactly one copy remains; ``max_attempts``
   bounds the retries and ``CommitConflictExhausted`` says so;
 * reconcile: after any error the log is re-read, and a commit carrying this record's ``run_id`` (the response
-  was lost, the commit was not) is returned instead of being repeated or reported as a failure.
+  was lost, the commit was not) is returned instead of being repeated or reported as a failure;
+* a store that does not answer (connection cut, timeout, 5xx after delta-rs's and s3fs's own retries) raises
+  ``StorageUnavailable``, which is ``Transient``: the caller may retry the whole write.
 
 The table is created first by an empty CREATE commit, never by a data commit: two writers creating a table
 with data at once can both win and leave two copies of one partition.
@@ -32,13 +34,24 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, PostCommitHookProperties
 
 from partitions.delta_log import find_record, maybe_write_state_checkpoint
-from partitions.errors import CommitConflictExhausted, PartitionMismatch
+from partitions.errors import CommitConflictExhausted, PartitionMismatch, PartitionsError, StorageUnavailable
 from partitions.records import MaterializationRecord
 
 APP_ID_PREFIX: Final = "partitions:"
 # Our writers never delete log files: cleanup runs in maintenance, after the state checkpoint is written.
 POST_COMMIT: Final = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 _CONFLICT_WORDS: Final = ("already exists", "conflict", "concurrent", "version mismatch", "changed since")
+_UNAVAILABLE_WORDS: Final = (
+    "error sending request",
+    "connection",
+    "timed out",
+    "timeout",
+    "service unavailable",
+    "slow down",
+    "slowdown",
+    "internal error",
+    "broken pipe",
+)
 
 
 def app_id(partition: str) -> str:
@@ -150,7 +163,7 @@ def record_failure(
             )
 
         return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=3)
-    except (DeltaError, OSError, CommitConflictExhausted) as exc:
+    except (DeltaError, OSError, CommitConflictExhausted, StorageUnavailable) as exc:
         warnings.warn(f"{record.partition}: could not record the failure in {table_uri}: {exc}", stacklevel=2)
         return None
 
@@ -177,6 +190,26 @@ def reconcile(
 
 
 def _commit(
+    table_uri: str,
+    record: MaterializationRecord,
+    attempt: Callable[[DeltaTable], None],
+    *,
+    storage_options: Mapping[str, str] | None,
+    max_attempts: int,
+) -> int:
+    """:func:`_commit_attempts`, with an unreachable store (after the clients' retries) as StorageUnavailable."""
+    try:
+        return _commit_attempts(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts)
+    except PartitionsError:
+        raise
+    except Exception as exc:
+        if not _is_unavailable(exc):
+            raise
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageUnavailable(table_uri, record.partition, f"{type(exc).__name__}: {detail}") from exc
+
+
+def _commit_attempts(
     table_uri: str,
     record: MaterializationRecord,
     attempt: Callable[[DeltaTable], None],
@@ -220,6 +253,17 @@ def _is_conflict(exc: BaseException) -> bool:
     if isinstance(exc, CommitFailedError):
         return True
     return isinstance(exc, DeltaError) and any(word in str(exc).lower() for word in _CONFLICT_WORDS)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The store did not answer: a network or service error of delta-rs, s3fs/botocore or aiohttp."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__
+    if "Connect" in name or "Timeout" in name:  # botocore EndpointConnectionError, ReadTimeoutError, ...
+        return True
+    text = " ".join(str(exc).lower().split())
+    return isinstance(exc, (OSError, DeltaError)) and any(word in text for word in _UNAVAILABLE_WORDS)
 
 
 def _backoff(attempt_no: int) -> float:
