@@ -298,7 +298,7 @@ def _ensure_table(table_uri: str, schema: pa.Schema, column: str, options: Mappi
             commit_properties=CommitProperties(max_commit_retries=0),
             post_commithook_properties=POST_COMMIT,
         )
-    except DeltaError:
+    except (DeltaError, OSError):  # OSError: e.g. the CREATE landed but its answer was lost
         if not DeltaTable.is_deltatable(table_uri, storage_options=opts):
             raise
 
