@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from partitions.delta_log import read_records
+from partitions.errors import StorageUnavailable
 from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord
@@ -140,6 +141,11 @@ def materialize_month(
     except SourceRejected as exc:
         _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc))
         raise
+    except OSError as exc:  # pyarrow could not upload a data file, even after its retries: nothing committed
+        text = str(exc)
+        if "AWS Error" not in text and "curlCode" not in text:
+            raise
+        raise StorageUnavailable(cfg.sink, month, text.strip().splitlines()[0][:200]) from exc
     return MonthResult(
         partition=month,
         ok=True,
