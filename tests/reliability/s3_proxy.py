@@ -7,7 +7,8 @@ talks to this proxy, which forwards to moto and, on command, misbehaves the way 
 fault                what the client sees
 ==================== ============================================================================================
 ``down``             every connection is closed without an answer (a cut network), until ``up``
-``error``            ``503 SlowDown`` for the next ``count`` requests whose method and path match
+``error``            ``503 SlowDown`` (or ``500 InternalError`` with ``status=500``) for the next ``count``
+                     requests whose method and path match
 ``drop``             the next ``count`` matching requests reach S3 and take effect, then the connection closes
                      without the answer: the client does not know its write landed (a lost response)
 ``deny``             ``403 InvalidAccessKeyId`` for everything (wrong credentials), until ``up``
@@ -42,6 +43,10 @@ SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
     b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>"
@@ -72,6 +77,8 @@ class _State:
                 if rule["count"] > 0 and re.search(rule["method"], method) and re.search(rule["path"], path):
                     rule["count"] -= 1
                     self.faults[rule["fault"]] = self.faults.get(rule["fault"], 0) + 1
+                    if rule["fault"] == "error" and rule.get("status") == 500:
+                        return "error500"
                     if rule["fault"] == "cut":
                         seconds = float(rule.get("seconds", 0))
                         self.mode, self.down_until = "down", (time.monotonic() + seconds if seconds else 0.0)
@@ -86,6 +93,7 @@ def _serve(upstream: str, port: int) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
         upstream_conn: HTTPConnection | None = None
 
         def log_message(self, format: str, *args: object) -> None:
@@ -143,6 +151,7 @@ def _serve(upstream: str, port: int) -> None:
                             "count": int(args.get("count", 1)),
                             "seconds": float(args.get("seconds", 0)),
                             "after": bool(args.get("after", False)),
+                            "status": int(args.get("status", 503)),
                         }
                     )
                 elif command == "reset":
@@ -172,12 +181,17 @@ def _serve(upstream: str, port: int) -> None:
             if fault == "error":
                 self._reply(503, SLOW_DOWN)
                 return
+            if fault == "error500":
+                self._reply(500, INTERNAL)
+                return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             if body or self.command in ("PUT", "POST"):
                 headers["Content-Length"] = str(len(body))
             for attempt in range(2):  # a keep-alive connection moto closed is re-opened once
                 if self.upstream_conn is None or attempt:
                     self.upstream_conn = HTTPConnection(target.hostname, target.port, timeout=60)
+                    self.upstream_conn.connect()
+                    self.upstream_conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 try:
                     self.upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     response = self.upstream_conn.getresponse()
@@ -204,7 +218,11 @@ def _serve(upstream: str, port: int) -> None:
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that went away mid-answer (retries, cut connections) is part of the game
+
+    server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
     server.serve_forever()
@@ -243,9 +261,11 @@ class Proxy:
         count: int = 1,
         seconds: float = 0.0,
         after: bool = False,
+        status: int = 503,
     ) -> dict:
         """Add a rule: ``fault`` (error, drop or cut) for the next ``count`` requests matching both regexes."""
         args = {"fault": fault, "method": method, "path": path, "count": count, "seconds": seconds, "after": after}
+        args["status"] = status
         return self._call("rule", args)
 
     def stats(self) -> dict:

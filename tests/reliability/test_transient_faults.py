@@ -1,0 +1,204 @@
+"""S3 errors, cut connections and lost responses while reading and committing a month, through a fault proxy.
+
+Every client of the pipeline (pyarrow for the source and the data files, delta-rs for commits, s3fs for the
+log) talks to the S3 server through ``s3_proxy.Proxy``. A fault is either ridden out by the clients' retries
+with backoff (the month completes, committed exactly once) or fails the month cleanly with a *transient* named
+error (``SourceUnavailable``, ``StorageUnavailable``: the flow's task retries those with backoff): no partial
+month is visible, the month plans stale, nothing is recorded against a good file, and the next try completes it.
+
+Each case writes its own month of one shared bucket, with ``steps.materialize_month`` (the DuckDB checks that
+``run_month`` adds do not change what is committed, and cost seconds per case on this server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from reliability_cases import log, month_rows, plan_states, published_month, put_source, s3_settings, snapshot
+from s3_proxy import Proxy
+
+from partitions import _storage
+from partitions.errors import StorageUnavailable, Transient
+from partitions.overwrite import app_id
+from taxi_assets.errors import SourceUnavailable
+from taxi_assets.settings import Settings
+from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("small_batches")]
+
+ROWS_V1, ROWS_V2 = 200, 300
+
+
+def source_get(month: str) -> str:
+    return rf"/source/fhvhv_tripdata_{month}"
+
+
+def commit_put(table: str) -> str:
+    return rf"/{table}/_delta_log/0+[1-9]\d*\.json"  # a month's commit, not the table's CREATE
+
+
+@pytest.fixture(scope="module")
+def proxy(s3_server):
+    running = Proxy(s3_server.endpoint)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def cfg(s3_server, proxy) -> Settings:
+    """One bucket for the module; every client goes through the proxy."""
+    return s3_settings(s3_server, s3_server.make_bucket("faults"), endpoint=proxy.endpoint)
+
+
+def write(cfg: Settings, month: str, run_id: str | None = None) -> MonthResult:
+    plan = plan_months(cfg, partitions=[month])
+    source = plan.listing.files[month]
+    return materialize_month(source, cfg, run_id=run_id or new_run_id(), code_version=plan.code_version)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    month: str
+    rules: tuple[dict, ...]  # Proxy.fail arguments, all armed at once
+    must_succeed: bool = True  # else: succeed, or fail with a Transient error and leave everything whole
+    pyarrow_attempts: int = _storage.S3_MAX_ATTEMPTS  # fewer: an outage outlasts them sooner (backoff 1, 2, 4 s)
+
+
+FAULTS = [
+    Fault(
+        "lost_response_of_the_trips_commit", "2021-01", (dict(fault="drop", method="PUT", path=commit_put("trips")),)
+    ),
+    Fault(
+        "errors_on_every_kind_of_request",  # each below the clients' retry budget
+        "2021-02",
+        (
+            dict(fault="error", status=500, method="GET", path=source_get("2021-02"), count=2),
+            dict(fault="error", status=500, method="PUT|POST", path="trips/month%3D", count=2),
+            dict(fault="drop", method="PUT|POST", path="quarantine/month%3D", count=2),
+            dict(fault="error", method="PUT", path=commit_put("quarantine"), count=3),  # 503 SlowDown
+            dict(fault="error", status=500, method="PUT", path=commit_put("trips"), count=3),
+        ),
+    ),
+    Fault(
+        "network_cut_2s_while_reading",
+        "2021-03",
+        (dict(fault="cut", method="GET", path=source_get("2021-03"), seconds=2.0),),
+        must_succeed=False,
+    ),
+    Fault(
+        "network_cut_2s_at_the_trips_commit",
+        "2021-04",
+        (dict(fault="cut", method="PUT", path=commit_put("trips"), seconds=2.0),),
+        must_succeed=False,
+    ),
+    Fault(
+        "network_cut_2s_after_the_trips_commit_landed",
+        "2021-05",
+        (dict(fault="cut", method="PUT", path=commit_put("trips"), seconds=2.0, after=True),),
+        must_succeed=False,
+    ),
+    Fault(
+        "upload_errors_outlasting_the_retries",
+        "2021-07",
+        (dict(fault="error", status=500, method="PUT|POST", path="trips/month%3D", count=40),),
+        must_succeed=False,
+        pyarrow_attempts=2,
+    ),
+    Fault(
+        "source_errors_outlasting_the_retries",
+        "2021-06",
+        (dict(fault="error", status=500, method="GET", path=source_get("2021-06"), count=40),),
+        must_succeed=False,
+        pyarrow_attempts=2,
+    ),
+]
+
+
+def successes(cfg: Settings, name: str, month: str):
+    return [c for c in log(cfg, name) if c.partition == month and c.status == "success"]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+def test_a_fault_is_ridden_out_or_fails_the_month_cleanly(cfg, proxy, fault, figure, monkeypatch):
+    monkeypatch.setattr(_storage, "S3_MAX_ATTEMPTS", fault.pyarrow_attempts)
+    month = fault.month
+    if not fault.must_succeed:  # a previous version that a failure must leave whole
+        put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
+        write(cfg, month)
+    put_source(cfg, month, published_month(month, ROWS_V2, seed=12))
+    before, planned = snapshot(cfg, month), plan_states(cfg)[month]
+    trips_log = len(log(cfg, "trips"))
+    proxy.reset()
+    for rule in fault.rules:
+        proxy.fail(**rule)
+    run_id = f"run-{fault.name}"
+
+    try:
+        result = write(cfg, month, run_id)
+        error = None
+    except (SourceUnavailable, StorageUnavailable) as exc:
+        result, error = None, exc
+    faults = proxy.stats()["faults"]
+    proxy.reset()
+
+    assert sum(faults.values()) >= 1, "the fault fired"
+    if error is None:
+        assert result is not None
+        assert result.rows_source == ROWS_V2 == result.rows_written + result.rows_quarantined
+        for name in ("trips", "quarantine"):
+            commits = successes(cfg, name, month)
+            assert [c.run_id for c in commits].count(run_id) == 1, f"{name}: {[c.run_id for c in commits]}"
+            txns = [t["version"] for c in commits for t in c.txns if t["appId"] == app_id(month)]
+            assert txns == list(range(1, len(commits) + 1))
+        outcome = "ridden out: committed once"
+    else:
+        assert not fault.must_succeed, f"{fault.name}: {error!r}"
+        assert isinstance(error, Transient)
+        assert snapshot(cfg, month).trips_files == before.trips_files  # readers keep v1 whole
+        assert month_rows(cfg, "trips", month) == before.trips_rows
+        if isinstance(error, SourceUnavailable):  # failed before any commit: nothing at all was written
+            assert snapshot(cfg, month) == before
+            assert len(log(cfg, "trips")) == trips_log, "no failure recorded against a good file"
+            assert plan_states(cfg)[month] == planned
+        state, reason = plan_states(cfg)[month]
+        assert state in ("source-changed", "failed"), reason  # stale: the next run rebuilds it
+        outcome = f"failed cleanly: {type(error).__name__} (transient), planned {state}; retry completed"
+        write(cfg, month)  # what the flow's retry, or the next run, does
+    assert plan_states(cfg)[month][0] == "fresh"
+    assert month_rows(cfg, "trips", month) + month_rows(cfg, "quarantine", month) == ROWS_V2
+    figure("transient", case=fault.name, outcome=outcome, faults=faults, rows_lost=0)
+
+
+@pytest.mark.slow
+def test_an_outage_that_outlasts_every_retry_between_the_commits_fails_the_month_cleanly(cfg, proxy, figure):
+    """The quarantine commit lands, its answer is lost and the network stays down: after the clients' retries
+    the run fails with StorageUnavailable, readers keep trips v1 whole, the month plans incomplete, and the
+    next run completes it."""
+    month = "2021-11"
+    put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
+    write(cfg, month)
+    put_source(cfg, month, published_month(month, ROWS_V2, seed=12))
+    before = snapshot(cfg, month)
+    proxy.reset()
+    proxy.fail("cut", method="PUT", path=commit_put("quarantine"), after=True)  # down until told otherwise
+
+    with pytest.raises(StorageUnavailable, match=month) as info:
+        write(cfg, month, "run-outage")
+
+    proxy.up()
+    assert isinstance(info.value, Transient)
+    assert info.value.exit_code == 3
+    assert snapshot(cfg, month).trips_files == before.trips_files
+    assert month_rows(cfg, "trips", month) == before.trips_rows
+    state, reason = plan_states(cfg)[month]
+    assert (state, reason.split(" was ")[0]) == ("failed", "incomplete: companion table #1"), reason
+    write(cfg, month)
+    assert plan_states(cfg)[month][0] == "fresh"
+    figure(
+        "transient",
+        case="network_down_for_good_after_the_quarantine_commit",
+        outcome="failed cleanly: StorageUnavailable (transient), planned incomplete; next run completed",
+        rows_lost=0,
+    )
