@@ -38,6 +38,7 @@ from partitions.errors import Transient
 from partitions.source import SourceFile
 from taxi_assets.analytics import query
 from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
+from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary
 from taxi_assets.errors import ConfigurationError, PartitionsFailed, TaxiAssetsError
 from taxi_assets.settings import S3Credentials, Settings
 from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
@@ -213,6 +214,26 @@ def materialize_months(
             cause = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(state.message)
             out.append(asdict(MonthResult(partition=f.partition, ok=False, error=cause)))
     return out
+
+
+@task(
+    name="daily-summary",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_if_transient,
+)
+def daily_summary_task(cfg: Settings, run_id: str) -> list[str]:
+    """Rebuild the downstream ``daily_summary`` months whose upstream ``trips`` month changed.
+
+    Runs in the flow process: a month's summary is one DuckDB aggregation over the committed trips version,
+    far too small to ship to the cluster.
+    """
+    rebuilt = []
+    for row in plan_daily_summary(cfg):
+        if row.state.is_stale:
+            materialize_daily_summary(row.partition, cfg, run_id=run_id)
+            rebuilt.append(row.partition)
+    return rebuilt
 
 
 @task(
@@ -440,6 +461,7 @@ def fhvhv_pipeline(
     written = [r["partition"] for r in results if r["ok"]]
     verified = verify_run_task(cfg, summary["run_id"]) if written else {}
     summary["verified"] = verified
+    summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"]) if written else []
     for month in written:
         got = verified.get(month, {"passed": 0, "total": 0})
         if got["total"] == 0 or got["passed"] < got["total"]:

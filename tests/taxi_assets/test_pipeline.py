@@ -41,6 +41,7 @@ def incremental_story(cfg: Settings, storage_options=None) -> None:
         assert all(c["passed"] for c in r["checks"])
         assert month_rows(cfg, "trips", r["partition"]) == r["rows_written"]
     assert states(cfg) == {"2019-02": PartitionState.FRESH, "2019-03": PartitionState.FRESH}
+    assert sorted(first["daily_summary"]) == ["2019-02", "2019-03"]  # the downstream asset follows its upstream
 
     # Unchanged months: fresh, nothing rewritten, no cluster.
     version = table_version(cfg)
@@ -54,6 +55,7 @@ def incremental_story(cfg: Settings, storage_options=None) -> None:
     assert states(cfg)["2019-03"] is PartitionState.SOURCE_CHANGED
     third = run(cfg)
     assert third["stale"] == ["2019-03"]
+    assert third["daily_summary"] == ["2019-03"]  # only the summary whose trips month was rebuilt
     (result,) = third["results"]
     assert result["rows_source"] == 350
     assert month_rows(cfg, "trips", "2019-03") == result["rows_written"]
