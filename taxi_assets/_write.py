@@ -167,7 +167,12 @@ class FileSeries:
         fs.create_dir(full.rsplit("/", 1)[0], recursive=True)
         self.paths.append(self._relative)
         self._sink = fs.open_output_stream(full)
-        self._writer = pq.ParquetWriter(self._sink, self.schema, **writer_options(self.schema))
+        # Dictionary columns are a memory layout of ``string`` (schema.trips_batch_schema): without the Arrow
+        # schema in the footer, readers see the Parquet STRING the table declares.
+        store_schema = not any(pa.types.is_dictionary(f.type) for f in self.schema)
+        self._writer = pq.ParquetWriter(
+            self._sink, self.schema, store_schema=store_schema, **writer_options(self.schema)
+        )
         self._groups = 0
 
     def _close_file(self) -> None:

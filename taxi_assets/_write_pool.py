@@ -11,9 +11,9 @@ at most ``max_groups x rows_per_group`` decoded rows are held whatever the month
 waits for a free slot. Each group owns its buffers: the rows of a batch that spill into the next group are
 copied (at most one batch per group), so a written group frees all of its memory at once.
 
-Clean rows arrive as (batch, keep mask) and are filtered on the writer thread: on the reading thread that copy
-was the largest single cost (26 ms per 256 Ki rows, more than evaluating every rule), and the reading thread
-is the one the month waits for.
+Clean rows arrive as (batch, keep mask) and are cut out on the writer thread: on the reading thread that copy
+was the largest single cost (26 ms per 256 Ki rows, more than evaluating every rule). When few rows are dropped
+(the usual 0.03-0.2 %) they are not copied at all: the group is the slices between them (:meth:`Piece.materialize`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.transaction import AddAction
 
 from taxi_assets._write import GROUPS_PER_FILE, ROW_GROUP_ROWS, FileSeries, data_schema
+
+SLICE_BELOW: Final = 1_000  # keep rows as slices when at most 1 row in SLICE_BELOW is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +47,46 @@ class Piece:
     def of(cls, batch: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> Piece:
         return cls(batch, keep, batch.num_rows if keep is None else keep.true_count)
 
-    def materialize(self) -> pa.RecordBatch:
-        """The kept rows as a batch: a copy (the filter) unless every row is kept."""
-        return self.batch if self.keep is None else self.batch.filter(self.keep)
+    def materialize(self) -> list[pa.RecordBatch]:
+        """The kept rows: zero-copy slices between the dropped rows when they are few, else a filtered copy.
+
+        Measured on 1 Mi-row groups: filtering costs ~110 ms a group, while each extra chunk costs the encoder
+        ~0.05 ms (1 000 chunks: +53 ms; 4 000: +370 ms), so slices win up to ~1 dropped row per 1 000.
+        """
+        if self.keep is None:
+            return [self.batch]
+        dropped = self.batch.num_rows - self.rows
+        if dropped > self.batch.num_rows // SLICE_BELOW:
+            return [self.batch.filter(self.keep)]
+        runs, start = [], 0
+        for row in pc.indices_nonzero(pc.invert(self.keep)).to_pylist():
+            if row > start:
+                runs.append(self.batch.slice(start, row - start))
+            start = row + 1
+        if start < self.batch.num_rows:
+            runs.append(self.batch.slice(start))
+        return runs
 
     def cut(self, rows: int) -> tuple[Piece, Piece]:
-        """The first ``rows`` kept rows (zero-copy) and the rest (copied, so the two share no buffer)."""
-        if self.keep is None:
-            end = rows
-        else:
-            end = pc.indices_nonzero(self.keep)[rows - 1].as_py() + 1
+        """The first ``rows`` kept rows and the rest, sharing no buffer: the smaller side is copied.
+
+        Clean batches hold slightly fewer rows than the reader's batches, so a group boundary usually falls a
+        few hundred rows into a batch: copying those (not the ~256 Ki rows after them) keeps the cut cheap.
+        """
+        end = rows if self.keep is None else pc.indices_nonzero(self.keep)[rows - 1].as_py() + 1
         head = Piece(self.batch.slice(0, end), None if self.keep is None else self.keep.slice(0, end), rows)
-        rest = self.batch.slice(end)
+        rest = Piece(self.batch.slice(end), None if self.keep is None else self.keep.slice(end), self.rows - rows)
+        if end <= self.batch.num_rows - end:
+            return head.copy(), rest
+        return head, rest.copy()
+
+    def copy(self) -> Piece:
+        """The kept rows in buffers of their own."""
         if self.keep is None:
-            rest = rest.take(pa.array(range(rest.num_rows), pa.int32()))
+            batch = self.batch.take(pa.array(range(self.batch.num_rows), pa.int32()))
         else:
-            rest = rest.filter(self.keep.slice(end))
-        return head, Piece(rest, None, self.rows - rows)
+            batch = self.batch.filter(self.keep)
+        return Piece(batch, None, self.rows)
 
 
 class GroupBuffer:
@@ -109,9 +135,9 @@ class GroupBuffer:
 
 def materialize(pieces: list[Piece], schema: pa.Schema) -> pa.Table:
     """One table of the kept rows of ``pieces``, emptying the list so each source batch is freed once copied."""
-    batches = []
+    batches: list[pa.RecordBatch] = []
     while pieces:
-        batches.append(pieces.pop(0).materialize())
+        batches += pieces.pop(0).materialize()
     return pa.Table.from_batches(batches, schema=schema)
 
 

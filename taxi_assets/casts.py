@@ -35,7 +35,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxi_assets.errors import SourceSchemaMismatch
-from taxi_assets.schema import BY_LOWER_NAME, COLUMNS, PARTITION_COLUMN, Column, Kind, trips_schema
+from taxi_assets.schema import (
+    BY_LOWER_NAME,
+    COLUMNS,
+    PARTITION_COLUMN,
+    STRING_DICTIONARY,
+    Column,
+    Kind,
+    trips_batch_schema,
+    trips_schema,
+)
 
 NEW_YORK: Final = "America/New_York"
 
@@ -120,24 +129,43 @@ class Conformed:
     flags_nulled: int
 
 
-def conform(batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: str) -> Conformed:
-    """Cast one batch onto :func:`taxi_assets.schema.trips_schema`, adding the partition column."""
+def conform(
+    batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: str, dictionary_strings: bool = False
+) -> Conformed:
+    """Cast one batch onto :func:`taxi_assets.schema.trips_schema`, adding the partition column.
+
+    With ``dictionary_strings`` the string columns come out as ``dictionary<int32, string>`` instead
+    (:func:`taxi_assets.schema.trips_batch_schema`, the streaming writer's layout): same values, no string per row.
+    """
+    schema = trips_batch_schema() if dictionary_strings else trips_schema()
     arrays: list[pa.Array] = []
     flags_nulled = 0
-    for col in COLUMNS:
+    for col, field in zip(COLUMNS, schema, strict=False):
         source = plan.source_names[col.name]
         if source is None:
-            arrays.append(pa.nulls(batch.num_rows, col.arrow_type))
+            arrays.append(pa.nulls(batch.num_rows, field.type))
             continue
         arr = batch.column(source)
         try:
-            out, nulled = _cast(arr, col)
+            if dictionary_strings and col.kind == "string":
+                out, nulled = _dictionary_string(arr), 0
+            else:
+                out, nulled = _cast(arr, col)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SourceSchemaMismatch(partition, path, source, f"not castable ({exc})", str(col.arrow_type)) from exc
         flags_nulled += nulled
         arrays.append(out)
     arrays.append(repeat_string(partition, batch.num_rows))
-    return Conformed(pa.RecordBatch.from_arrays(arrays, schema=trips_schema()), flags_nulled)
+    return Conformed(pa.RecordBatch.from_arrays(arrays, schema=schema), flags_nulled)
+
+
+def _dictionary_string(arr: pa.Array) -> pa.Array:
+    """Text of any accepted layout as ``dictionary<int32, string>``; a dictionary keeps its indices."""
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), STRING_DICTIONARY)
+    if pa.types.is_dictionary(arr.type):
+        return arr.cast(STRING_DICTIONARY)
+    return arr.cast(pa.string()).dictionary_encode()
 
 
 def repeat_string(value: str, n: int) -> pa.Array:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from partitions.keys import month_bounds
-from taxi_assets.schema import REQUIRED, ZONE_MAX, ZONE_MIN, quarantine_schema
+from taxi_assets.schema import REQUIRED, ZONE_MAX, ZONE_MIN, quarantine_schema, trips_schema
 
 # Spec 2.4: every pickup of every published month lies inside the file's month (0 exceptions in 1.6 B rows),
 # so there is no tolerance: a pickup outside the month is a row filed under the wrong key.
@@ -142,7 +142,7 @@ class Split:
     because that copy is most of the cost of a split; :attr:`clean` makes it on demand.
     """
 
-    batch: pa.RecordBatch  # every row, on trips_schema()
+    batch: pa.RecordBatch  # every row, on trips_schema() or trips_batch_schema()
     keep: pa.BooleanArray | None
     quarantine: pa.RecordBatch  # on quarantine_schema()
     by_rule: dict[str, int] = field(default_factory=dict)
@@ -194,9 +194,12 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
     for hit, count in zip(per_code, counts.tolist(), strict=True):
         for r in hit:
             by_rule[r.name] = by_rule.get(r.name, 0) + count
+    canonical = [  # the quarantine table stores plain strings, whatever layout the batch uses
+        column if column.type == f.type else column.cast(f.type)
+        for column, f in zip(batch.take(idx).columns, trips_schema(), strict=True)
+    ]
     quarantine = pa.RecordBatch.from_arrays(
-        [*batch.take(idx).columns, pc.add(idx.cast(pa.int64()), first_row), names, reasons],
-        schema=quarantine_schema(),
+        [*canonical, pc.add(idx.cast(pa.int64()), first_row), names, reasons], schema=quarantine_schema()
     )
     return Split(batch, pc.invert(broken_any), quarantine, by_rule)
 

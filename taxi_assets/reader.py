@@ -38,7 +38,7 @@ from taxi_assets.schema import COLUMNS
 
 BATCH_ROWS: Final = 262_144
 READ_BUFFER: Final = 1 << 20
-_FLAGS: Final = tuple(c.name for c in COLUMNS if c.kind == "flag")
+_TEXT: Final = tuple(c.name for c in COLUMNS if c.kind in ("flag", "string"))
 
 
 @dataclass
@@ -94,11 +94,11 @@ class MonthReader:
         except BaseException:
             self.close()
             raise
-        # Same footer, flags now read as dictionaries (only those stored as text: a null-typed one stays null).
-        text_flags = [
+        # Same footer; text columns now read as dictionaries (a null-typed one stays null).
+        as_dictionary = [
             name
-            for flag in _FLAGS
-            if (name := self.plan.source_names[flag]) is not None
+            for column in _TEXT
+            if (name := self.plan.source_names[column]) is not None
             and _is_plain_text(probe.schema_arrow.field(name).type)
         ]
         self._file = pq.ParquetFile(
@@ -106,8 +106,7 @@ class MonthReader:
             metadata=probe.metadata,
             pre_buffer=False,
             buffer_size=READ_BUFFER,
-            read_dictionary=text_flags,
-            page_checksum_verification=True,
+            read_dictionary=as_dictionary,
         )
         meta = probe.metadata
         if meta.num_rows == 0:  # a valid file with no rows would replace the month with nothing
@@ -144,7 +143,7 @@ class MonthReader:
         offset = 0
         try:
             for batch in self._file.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=True):
-                conformed = conform(batch, self.plan, partition=month, path=uri)
+                conformed = conform(batch, self.plan, partition=month, path=uri, dictionary_strings=True)
                 part = split(conformed.batch, ctx, first_row=offset)
                 offset += batch.num_rows
                 self.stats.rows = offset

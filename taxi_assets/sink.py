@@ -26,7 +26,7 @@ from partitions.source import SourceFile
 from taxi_assets._write import WriteLayout, recycling_memory_pool
 from taxi_assets._write_pool import PartitionWriter
 from taxi_assets.reader import MonthReader
-from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_schema
+from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 
 DEFAULT_LAYOUT: Final = WriteLayout()
@@ -73,7 +73,7 @@ def write_month(
         MonthReader(source, storage_options=cfg.storage_options(source.uri)) as reader,
         PartitionWriter(
             cfg.trips_uri,
-            trips_schema(),
+            trips_batch_schema(),
             column=PARTITION_COLUMN,
             key=month,
             lanes=layout.lanes,

@@ -12,7 +12,7 @@ from month_builders import set_column, valid_month, with_values
 
 from taxi_assets.casts import conform, plan_columns, repeat_string
 from taxi_assets.errors import SourceSchemaMismatch
-from taxi_assets.schema import COLUMN_NAMES, trips_schema
+from taxi_assets.schema import COLUMN_NAMES, trips_batch_schema, trips_schema
 from taxi_assets.synth import month_schema
 
 PATH = "mem://fhvhv_tripdata_test.parquet"
@@ -210,3 +210,23 @@ def test_repeat_string_builds_the_partition_column():
 def test_canonical_names_are_the_output_names():
     _, out = run(valid_month("2019-02", 10), "2019-02")
     assert tuple(out.batch.schema.names[:-1]) == COLUMN_NAMES
+
+
+@pytest.mark.parametrize("layout", ["plain", "large", "dictionary", "null"])
+def test_the_streaming_layout_keeps_strings_as_dictionaries_with_the_same_values(layout):
+    table = valid_month("2023-03", ROWS)
+    column = table["originating_base_num"]
+    variants = {
+        "plain": column.cast(pa.string()),
+        "large": column,
+        "dictionary": column.dictionary_encode(),
+        "null": pa.nulls(ROWS),
+    }
+    table = set_column(table, "originating_base_num", variants[layout])
+    plan = plan_columns(table.schema, partition="2023-03", path=PATH)
+    batch = table.combine_chunks().to_batches()[0]
+    streamed = conform(batch, plan, partition="2023-03", path=PATH, dictionary_strings=True).batch
+    canonical = conform(batch, plan, partition="2023-03", path=PATH).batch
+    assert streamed.schema == trips_batch_schema()
+    assert streamed.column("originating_base_num").type == pa.dictionary(pa.int32(), pa.string())
+    assert pa.Table.from_batches([streamed]).cast(trips_schema()).equals(pa.Table.from_batches([canonical]))

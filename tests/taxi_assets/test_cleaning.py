@@ -189,3 +189,13 @@ def test_every_synthetic_fault_that_breaks_the_s6_filter_is_quarantined_under_it
     assert all(rule in caught.get(row, []) for row, rule in faulty.items())
     natural = set(caught) - set(faulty)  # the generator's own tails (e.g. > 100 miles), kept rare
     assert len(natural) <= 20_000 * 0.001
+
+
+def test_quarantined_rows_of_a_dictionary_batch_are_stored_as_plain_strings():
+    table = with_values(valid_month(MONTH, ROWS), {"driver_pay": {5: -1.0}})
+    plan = plan_columns(table.schema, partition=MONTH, path="test")
+    batch = conform(table.to_batches()[0], plan, partition=MONTH, path="test", dictionary_strings=True).batch
+    part = split(batch, context_for(MONTH), first_row=0)
+    assert part.quarantine.schema == quarantine_schema()
+    assert part.quarantine.column("hvfhs_license_num").to_pylist() == [table["hvfhs_license_num"][5].as_py()]
+    assert part.clean_rows == ROWS - 1

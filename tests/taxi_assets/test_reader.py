@@ -11,6 +11,7 @@ from partitions.source import SourceFile
 from taxi_assets.casts import conform, plan_columns
 from taxi_assets.errors import SourceSchemaMismatch, UnreadableSource
 from taxi_assets.reader import MonthReader
+from taxi_assets.schema import quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.synth import write_month_file
 
 KEEP_POOLS_ALIVE: list[pa.MemoryPool] = []
@@ -20,9 +21,11 @@ def read_all(source: SourceFile, **kwargs):
     clean, quarantined = [], []
     with MonthReader(source, **kwargs) as reader:
         for part in reader.batches():
+            assert part.batch.schema == trips_batch_schema()  # strings stay dictionaries while streaming
             clean.append(part.clean)
             quarantined.append(part.quarantine)
-    return pa.Table.from_batches(clean), pa.Table.from_batches(quarantined), reader.stats
+    as_table = pa.Table.from_batches(clean, schema=trips_batch_schema()).cast(trips_schema())
+    return as_table, pa.Table.from_batches(quarantined, schema=quarantine_schema()), reader.stats
 
 
 def synth_source(tmp_path, month: str, rows: int, layout: str) -> SourceFile:

@@ -201,3 +201,33 @@ def test_group_buffer_cuts_exact_groups_of_kept_rows_and_keeps_the_rest():
     tables = [materialize(group, schema) for group in groups]
     assert [t["x"].to_pylist() for t in tables] == [[0, 1, 2, 0], [2, 0, 1, 2], [3, 4, 6, 0]]
     # 12 kept rows of 14; the spill of a cut batch was copied, so groups share no buffer
+
+
+@pytest.mark.parametrize("dropped", [3, 400])  # few: zero-copy slices; many: a filtered copy
+def test_kept_rows_are_the_same_whether_sliced_or_filtered(dropped):
+    schema = pa.schema([("x", pa.int64())])
+    batch = pa.record_batch([pa.array(range(20_000))], schema=schema)
+    drops = {7 + k * (20_000 // dropped) for k in range(dropped)}
+    keep = pa.array([i not in drops for i in range(20_000)])
+    piece = Piece.of(batch, keep)
+    parts = piece.materialize()
+    assert piece.rows == 20_000 - dropped
+    assert len(parts) == (dropped + 1 if dropped == 3 else 1)
+    assert pa.Table.from_batches(parts)["x"].to_pylist() == [i for i in range(20_000) if keep[i].as_py()]
+
+
+def test_strings_from_many_source_dictionaries_land_as_plain_strings_with_statistics(tmp_path):
+    cfg = settings(tmp_path)
+    table = valid_month(MONTH, 6_000)
+    source = write_source(Path(cfg.source), MONTH, table, row_group_size=700)  # a dictionary per 700 rows
+    write_month(source, cfg, record(), now=lambda: "t", layout=SMALL)
+    files = data_files(cfg.trips_uri)
+    assert pq.read_schema(files[0]).field("dispatching_base_num").type == pa.string()
+    got = month_table(cfg.trips_uri, MONTH).sort_by(
+        [("request_datetime", "ascending"), ("pickup_datetime", "ascending")]
+    )
+    assert got.schema.field("dispatching_base_num").type == pa.string()
+    assert got["dispatching_base_num"].to_pylist() == table["dispatching_base_num"].to_pylist()
+    assert got["originating_base_num"].to_pylist() == table["originating_base_num"].to_pylist()
+    actions = pa.table(DeltaTable(cfg.trips_uri).get_add_actions(flatten=True))
+    assert all(v is not None for v in actions["min.hvfhs_license_num"].to_pylist())

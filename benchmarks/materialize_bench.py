@@ -1,0 +1,297 @@
+"""Time one month's materialization against the seed's Dask rewrite and a plain pyarrow copy, side by side.
+
+For each size (millions of rows) a synthetic month with the real-file layout (one huge row group, or the
+``nonuniform`` layout with one group of >= 50 % of the rows) is written once, then, ``--repeats`` times and in a
+rotating order, each variant runs as a whole process while this script samples the summed RSS of its process tree
+(the process and every descendant, e.g. Dask workers) every 50 ms:
+
+  (a) ``taxi-assets materialize``: read, cast, rules, both Delta commits, then the DuckDB checks;
+  (b) the seed: ``dask.dataframe.read_parquet -> astype`` (float32 money, int32 ints, categorical Y/N flags)
+      ``-> to_parquet`` on a 2-worker ``LocalCluster`` (as in coiled/coiled-from-prefect ``flows/coiled_flow.py``);
+  (c) the hardware reference: ``pq.read_table`` then ``pq.write_table`` of the file, no casts;
+
+and once per size (d) ``taxi-assets run`` of that month, stale in a fresh sink: Prefect flow, Dask cluster,
+materialize and checks, so (d) - (a) is the fixed cost of orchestration.
+
+Medians and paired ratios (per repeat, then the median) are printed as a Markdown table; ``--json`` keeps every
+run. The machine this was written on is noisy (2 cores shared with other jobs), hence repeats and medians.
+
+    .venv/bin/python benchmarks/materialize_bench.py --sizes 2,8,16 --repeats 3
+    .venv/bin/python benchmarks/materialize_bench.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+VARIANTS = {
+    "a": "taxi-assets materialize",
+    "b": "seed: dask astype to_parquet",
+    "c": "pyarrow read_table/write_table",
+}
+RUN = "taxi-assets run (one stale month)"
+SAMPLE_SECONDS = 0.05
+
+
+@dataclass
+class Run:
+    size: float
+    variant: str
+    repeat: int
+    seconds: float
+    peak_mb: float
+    rows: int
+    cpu_seconds: float = 0.0
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and all of its descendants (processes that vanish mid-sample count as 0)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished descendant of this process, Dask workers included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(cmd: list[str], *, log: Path, env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
+    """Run ``cmd`` to completion; (wall s, peak tree RSS MB, stdout, tree CPU s). Raises on a non-zero exit.
+
+    CPU seconds are what the tree consumed whatever else runs on the machine: on a shared machine they vary
+    less than wall time, so the report gives both.
+    """
+    cpu_before = children_cpu()
+    with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        watched = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, tree_rss(watched))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(SAMPLE_SECONDS)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        stdout = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}; see {log}")
+    return seconds, peak / 2**20, stdout, children_cpu() - cpu_before
+
+
+def child_env(workdir: Path) -> dict[str, str]:
+    """The environment of every measured process: bytecode cached (under the work dir), as on a deployed worker.
+
+    This sandbox exports PYTHONDONTWRITEBYTECODE=1, so each new process would compile its ~800 modules from source
+    (1.5 s for the CLI, measured with cProfile) and every variant would pay a start-up cost no deployment pays.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    return env
+
+
+def taxi_assets_command() -> list[str]:
+    exe = Path(sys.executable).with_name("taxi-assets")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "taxi_assets"]
+
+
+def ensure_source(workdir: Path, month: str, rows: int, layout: str) -> Path:
+    """The month's file in its own directory (written once, reused by later invocations)."""
+    from taxi_assets.synth import write_month_file
+
+    directory = workdir / f"source-{layout}-{rows}"
+    path = directory / f"fhvhv_tripdata_{month}.parquet"
+    if not path.exists():
+        print(f"writing {rows:,} synthetic rows of {month} ({layout}) to {directory}", file=sys.stderr, flush=True)
+        write_month_file(str(directory), month, rows, seed=1, layout=layout)  # type: ignore[arg-type]
+    return directory
+
+
+def run_variant(
+    variant: str, source_dir: Path, month: str, scratch: Path, log: Path, env: dict[str, str]
+) -> tuple[float, float, dict[str, object], float]:
+    source_file = source_dir / f"fhvhv_tripdata_{month}.parquet"
+    target = scratch / f"out-{variant}"
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        if variant == "a":
+            cmd = [*taxi_assets_command(), "materialize", "--source", str(source_dir), "--sink", str(target)]
+            seconds, peak, stdout, cpu = measure([*cmd, "--partition", month, "--json"], log=log, env=env)
+            result = json.loads(stdout[stdout.index("{") :])
+            detail = {"materialize_seconds": result["seconds"], "quarantined": result["rows_quarantined"]}
+            return seconds, peak, detail, cpu
+        if variant in ("b", "c"):
+            command = "_seed" if variant == "b" else "_copy"
+            cmd = [sys.executable, __file__, command, str(source_file), str(target)]
+            seconds, peak, _, cpu = measure(cmd, log=log, env=env)
+            return seconds, peak, {}, cpu
+        if variant == "d":
+            cmd = [*taxi_assets_command(), "run", "--source", str(source_dir), "--sink", str(target), "--json"]
+            seconds, peak, _, cpu = measure(cmd, log=log, env=env)
+            return seconds, peak, {}, cpu
+        raise ValueError(variant)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def seed_rewrite(source: str, target: str) -> None:
+    """The seed's transform: every float to float32, int64 to int32, flags to category(Y, N), via Dask."""
+    import dask.dataframe as dd
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster):
+            ddf = dd.read_parquet(source)
+            yes_no = pd.CategoricalDtype(categories=["Y", "N"])
+            conversions: dict[str, object] = {}
+            for column, dtype in ddf.dtypes.items():
+                if dtype == "object":
+                    conversions[column] = "string[pyarrow]"
+                if dtype == "float64":
+                    conversions[column] = "float32"
+                if dtype == "int64":
+                    conversions[column] = "int32"
+                if "flag" in column:
+                    conversions[column] = yes_no
+            dd.to_parquet(ddf.astype(conversions), target)
+
+
+def plain_copy(source: str, target: str) -> None:
+    import pyarrow.parquet as pq
+
+    Path(target).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pq.read_table(source), f"{target}/copy.parquet")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(runs: list[Run], sizes: list[float]) -> str:
+    lines = [
+        "| rows | variant | median wall s | rows/s (wall) | median tree CPU s | peak tree MB (median) | runs |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        for variant, label in [*VARIANTS.items(), ("d", RUN)]:
+            mine = [r for r in runs if r.size == size and r.variant == variant]
+            if not mine:
+                continue
+            seconds = median([r.seconds for r in mine])
+            extra = ""
+            if variant == "a":
+                extra = f" (of which writing {median([float(r.detail['materialize_seconds']) for r in mine]):.1f} s)"
+            lines.append(
+                f"| {size:g} M | ({variant}) {label} | {seconds:.1f}{extra} | {mine[0].rows / seconds:,.0f} | "
+                f"{median([r.cpu_seconds for r in mine]):.1f} | {median([r.peak_mb for r in mine]):,.0f} "
+                f"| {len(mine)} |"
+            )
+    lines += [
+        "",
+        "| rows | seed / (a) wall | seed / (a) CPU | copy / (a) wall | copy / (a) CPU | (d) - (a) s | (a) peak MB "
+        "| (a) peak vs smallest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    smallest = None
+    for size in sizes:
+        a = {r.repeat: r for r in runs if r.size == size and r.variant == "a"}
+        paired = [r for r in runs if r.size == size and r.repeat in a]
+        ratios = {v: median([r.seconds / a[r.repeat].seconds for r in paired if r.variant == v]) for v in "bc"}
+        cpu = {v: median([r.cpu_seconds / a[r.repeat].cpu_seconds for r in paired if r.variant == v]) for v in "bc"}
+        d = [r.seconds for r in runs if r.size == size and r.variant == "d"]
+        a_median = median([r.seconds for r in a.values()])
+        a_peak = median([r.peak_mb for r in a.values()])
+        smallest = smallest or a_peak
+        diff = f"{median(d) - a_median:.1f}" if d else "-"
+        lines.append(
+            f"| {size:g} M | {ratios['b']:.2f}x | {cpu['b']:.2f}x | {ratios['c']:.2f}x | {cpu['c']:.2f}x | {diff} "
+            f"| {a_peak:,.0f} | "
+            f"{(a_peak / smallest - 1) * 100:+.0f} % |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="2,8,16", help="rows per month, in millions (default 2,8,16)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
+    parser.add_argument("--layout", default="single", choices=("single", "nonuniform"))
+    parser.add_argument("--month", default="2023-01", help="era C: int64 IDs, so the casts have work to do")
+    parser.add_argument("--variants", default="abcd", help="subset of abcd")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "taxi-assets-bench"))
+    parser.add_argument("--json", help="write every run to this file")
+    args = parser.parse_args(argv)
+    sizes = [0.05, 0.2] if args.quick else [float(s) for s in args.sizes.split(",")]
+    repeats = 1 if args.quick else args.repeats
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+    runs: list[Run] = []
+    try:
+        for size in sizes:
+            rows = round(size * 1_000_000)
+            source = ensure_source(workdir, args.month, rows, args.layout)
+            warm = [*taxi_assets_command(), "plan", "--source", str(source), "--sink", str(scratch / "warm")]
+            env = child_env(workdir)
+            # fills the fingerprint cache and the bytecode cache: neither a file hash nor a compile is timed
+            subprocess.run(warm, check=True, capture_output=True, env=env)
+            subprocess.run([sys.executable, "-c", "import dask.dataframe, distributed"], check=True, env=env)
+            order = [v for v in "abc" if v in args.variants]
+            for repeat in range(repeats):
+                for variant in order[repeat % len(order) :] + order[: repeat % len(order)]:
+                    log = workdir / f"log-{size:g}-{variant}-{repeat}.txt"
+                    seconds, peak, detail, cpu = run_variant(variant, source, args.month, scratch, log, env)
+                    runs.append(Run(size, variant, repeat, seconds, peak, rows, cpu, detail))
+                    print(
+                        f"{size:g} M ({variant}) #{repeat}: {seconds:.1f} s, cpu {cpu:.1f} s, peak {peak:,.0f} MB",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            if "d" in args.variants:
+                seconds, peak, detail, cpu = run_variant(
+                    "d", source, args.month, scratch, workdir / f"log-{size:g}-d.txt"
+                )
+                runs.append(Run(size, "d", 0, seconds, peak, rows, cpu, detail))
+                print(
+                    f"{size:g} M (d): {seconds:.1f} s, cpu {cpu:.1f} s, peak {peak:,.0f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps([asdict(r) for r in runs], indent=1))
+    print(report(runs, sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] in ("_seed", "_copy"):
+        (seed_rewrite if sys.argv[1] == "_seed" else plain_copy)(sys.argv[2], sys.argv[3])
+        raise SystemExit(0)
+    raise SystemExit(main())
