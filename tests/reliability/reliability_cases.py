@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ from taxi_assets.synth.writer import file_name
 MONTH = "2022-06"  # string / int64 / timestamp[us] era, with airport_fee and flags carrying values
 OTHER = "2022-07"
 ROWS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def published_month(month: str = MONTH, rows: int = ROWS, *, seed: int = 7, anomalies: str = "stress") -> pa.Table:

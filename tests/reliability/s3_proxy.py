@@ -131,7 +131,8 @@ def _serve(upstream: str, port: int) -> None:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":  # a HEAD answer has no body
+                self.wfile.write(body)
 
         def _control(self) -> None:
             body = self._body()
