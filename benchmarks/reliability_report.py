@@ -141,13 +141,15 @@ def report(collector: Collector, seconds: float, pages: dict[str, Counter[str]])
     print("\n### Concurrent runs on S3\n")
     print(
         table(
-            ["case", "runs", "month writes", "named failures", "reads while writing", "mixed reads", "rows lost"],
+            ["case", "runs", "month writes", "named failures", "interleaved months", "reads while writing",
+             "mixed reads", "rows lost"],
             [
-                [r["case"], r["runs"], r["month_writes"], r["failed"], r["reads"], r["mixed_reads"], r["rows_lost"]]
+                [r["case"], r["runs"], r["month_writes"], r["failed"], r.get("interleaved", "-"), r["reads"],
+                 r["mixed_reads"], r["rows_lost"]]
                 for r in conc
             ],
         )
-    )
+    )  # fmt: skip
     trans = f["transient"]
     print("\n### Transient S3 faults (through the fault proxy)\n")
     print(
@@ -174,8 +176,8 @@ def report(collector: Collector, seconds: float, pages: dict[str, Counter[str]])
             ["figure", "value"],
             [
                 ["bad-input cases tried", len(bad)],
-                ["  rejected whole with a named error, nothing written", len(rejected)],
-                ["  cast / quarantined / skipped as documented", len(bad) - len(rejected)],
+                ["of which rejected whole with a named error, nothing written", len(rejected)],
+                ["of which cast, quarantined, skipped or retried as documented", len(bad) - len(rejected)],
                 ["kill points survived", f"{len(survived)} of {len(kills)}"],
                 ["concurrent-run scenarios held", f"{len(held)} of {len(conc)}"],
                 ["transient-fault scenarios: ridden out / failed cleanly",

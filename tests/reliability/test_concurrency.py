@@ -166,7 +166,7 @@ def test_four_runs_over_overlapping_months_leave_one_copy_and_lose_no_update(s3_
         assert set(poller.seen.get(("quarantine", month), {0: 1})) <= {0, want_quarantine}
     assert poller.errors == []
     assert poller.reads > 0
-    settle(cfg, months)
+    interleaved = settle(cfg, months)
     figure(
         "concurrency",
         case="4 runs x 2 of 3 overlapping months, readers polling",
@@ -174,21 +174,25 @@ def test_four_runs_over_overlapping_months_leave_one_copy_and_lose_no_update(s3_
         month_writes=len(flat),
         failed=len(failures),
         overwrites=overwrites,
+        interleaved=interleaved,
         reads=poller.reads,
         mixed_reads=0,
         rows_lost=0,
     )
 
 
-def settle(cfg: Settings, months: list[str]) -> None:
+def settle(cfg: Settings, months: list[str]) -> int:
     """Each month is fresh, or planned stale because the last trips and quarantine commits are from two runs
-    (interleaved commits); one more run makes it fresh."""
+    (interleaved commits); one more run makes it fresh. Returns how many months were interleaved."""
+    interleaved = 0
     for month in months:
         state, reason = plan_states(cfg)[month]
         assert state == "fresh" or reason.startswith("incomplete: companion table #1 was last written by run"), reason
         if state != "fresh":
+            interleaved += 1
             materialize(cfg, month)
         assert plan_states(cfg)[month][0] == "fresh"
+    return interleaved
 
 
 def test_two_runs_rewriting_the_same_months_from_different_sources_are_seen_whole(
