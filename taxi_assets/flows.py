@@ -429,7 +429,14 @@ def fhvhv_pipeline(
 
     for row in stale:
         logger.info("%s: %s (%s)", row.partition, row.state, row.reason)
-    files = [plan.listing.files[r.partition] for r in stale]
+    # A month the source cannot give one file for (two files map to it) fails alone, with the listing's reason.
+    unusable = {m: reason for m, reason in plan.listing.problems().items() if m in summary["stale"]}
+    files = [plan.listing.files[r.partition] for r in stale if r.partition not in unusable]
+    if not files:
+        summary["failed"] = sorted(unusable)
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        _publish_summary(cfg, summary)
+        raise PartitionsFailed(unusable)
     spec = choose_cluster(
         cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{summary['run_id']}"
     )
@@ -457,7 +464,7 @@ def fhvhv_pipeline(
         "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
     )
     summary["results"] = results
-    failures = {r["partition"]: r["error"] for r in results if not r["ok"]}
+    failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
     verified = verify_run_task(cfg, summary["run_id"]) if written else {}
     summary["verified"] = verified

@@ -17,15 +17,6 @@ from taxi_assets.flows import fhvhv_pipeline
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "flows.fhvhv_pipeline builds its task list with plan.listing.files[r.partition] for every stale row; a "
-        "month with two source files plans `failed` (stale) but has no file, so the KeyError fails the whole run. "
-        "Fix: leave such rows out of `files` and report them among the run's failures."
-    ),
-)
 def test_a_run_with_two_files_for_one_month_fails_that_month_and_completes_the_others(tmp_path, dask_address):
     cfg = local_settings(tmp_path)
     write_file(cfg.source, MONTH, published_month(MONTH, 200, seed=7))
