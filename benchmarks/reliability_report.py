@@ -141,11 +141,11 @@ def report(collector: Collector, seconds: float, pages: dict[str, Counter[str]])
     print("\n### Concurrent runs on S3\n")
     print(
         table(
-            ["case", "runs", "month writes", "named failures", "interleaved months", "reads while writing",
-             "mixed reads", "rows lost"],
+            ["case", "runs", "month writes", "same-month writes overlapping in time", "named failures",
+             "interleaved months", "reads while writing", "mixed reads", "rows lost"],
             [
-                [r["case"], r["runs"], r["month_writes"], r["failed"], r.get("interleaved", "-"), r["reads"],
-                 r["mixed_reads"], r["rows_lost"]]
+                [r["case"], r["runs"], r["month_writes"], r["overlapping"], r["failed"], r.get("interleaved", "-"),
+                 r["reads"], r["mixed_reads"], r["rows_lost"]]
                 for r in conc
             ],
         )

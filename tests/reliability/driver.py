@@ -12,7 +12,8 @@
     ``run_month`` on each month of the comma-separated list (a month may repeat) whatever its state
     (``--intent reprocess``). With a barrier, the driver plans, then waits until ``N`` drivers have written
     their ready file into ``BARRIER_DIR``, so that all of them start writing together.
-    Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``.
+    Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``, and
+    the ``started`` and ``finished`` epoch times of its ``run_month``.
 
 Source, sink and credentials come from ``TAXI_ASSETS_SOURCE``, ``TAXI_ASSETS_SINK`` and ``AWS_*``.
 """
@@ -107,11 +108,13 @@ def run(months: list[str], barrier: Path | None, n: int) -> int:
         wait_for_all(barrier, n)
     for month in months:
         run_id = steps.new_run_id()
+        started = time.time()
         try:
             result = steps.run_month(plan.listing.files[month], cfg, run_id=run_id, code_version=plan.code_version)
             line = {**dataclasses.asdict(result), "run_id": run_id}
         except (TaxiAssetsError, PartitionsError) as exc:
             line = {"partition": month, "ok": False, "run_id": run_id, "error": f"{type(exc).__name__}: {exc}"}
+        line.update(started=started, finished=time.time())
         print(json.dumps(line, default=str), flush=True)
     return 0
 

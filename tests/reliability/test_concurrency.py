@@ -118,6 +118,16 @@ class Poller(threading.Thread):
         self.join(timeout=60)
 
 
+def overlapping(runs: list[dict]) -> int:
+    """Pairs of writes of the same month, by different runs, that were under way at the same time."""
+    return sum(
+        1
+        for i, a in enumerate(runs)
+        for b in runs[i + 1 :]
+        if a["partition"] == b["partition"] and a["started"] < b["finished"] and b["started"] < a["finished"]
+    )
+
+
 def check_log(cfg: Settings, name: str, month: str, runs: list[dict], version_key: str) -> int:
     """No lost update on ``month`` of table ``name``; returns how many overwrites the month had."""
     commits = [c for c in log(cfg, name) if c.partition == month and c.status == "success"]
@@ -174,6 +184,7 @@ def test_four_runs_over_overlapping_months_leave_one_copy_and_lose_no_update(s3_
         month_writes=len(flat),
         failed=len(failures),
         overwrites=overwrites,
+        overlapping=overlapping(flat),
         interleaved=interleaved,
         reads=poller.reads,
         mixed_reads=0,
@@ -240,6 +251,7 @@ def test_two_runs_rewriting_the_same_months_from_different_sources_are_seen_whol
         case="2 runs x 3 rewrites of 2 months, different sources, readers polling",
         runs=2,
         month_writes=sum(len(run) for run in results),
+        overlapping=overlapping([r for run in results for r in run]),
         failed=len(failures),
         reads=poller.reads,
         counts_seen=str(seen),
