@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from builders import write_months
+
 from taxi_assets.cli import main
 
 REQUIRED_KEYS = {"partition", "state", "reason", "source_fingerprint", "recorded_fingerprint", "rows"}

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import free_port, wait_until_listening
 from deltalake import DeltaTable
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from servers import free_port, wait_until_listening
 
 from taxi_assets.synth import write_month_file
 

@@ -5,8 +5,8 @@ Delta tables, real DuckDB checks; on local directories and on the S3-compatible 
 from __future__ import annotations
 
 import pytest
-
 from builders import local_settings, month_rows, table_version, write_months
+
 from partitions.staleness import PartitionState
 from taxi_assets.flows import fhvhv_pipeline
 from taxi_assets.settings import Settings
@@ -80,7 +80,8 @@ def test_partitions_force_only_the_named_months(tmp_path):
     run(cfg)
     versions = table_version(cfg)
     plan = {r.partition: r for r in plan_months(cfg, partitions=["2019-03"]).rows}
-    assert set(plan) == {"2019-03"} and plan["2019-03"].state is PartitionState.FORCED
+    assert set(plan) == {"2019-03"}
+    assert plan["2019-03"].state is PartitionState.FORCED
     summary = run(cfg, partitions=["2019-03"])
     assert summary["stale"] == ["2019-03"]
     assert table_version(cfg) == versions + 1  # one trips commit: only that month
@@ -97,4 +98,5 @@ def test_a_file_that_is_not_a_month_is_reported_not_loaded(tmp_path):
     skipped = {s.uri.rsplit("/", 1)[-1] for s in plan.listing.skipped}
     assert {"notes.parquet", "fhvhv_tripdata_2019-13.parquet"} <= skipped
     summary = run(cfg)
-    assert summary["stale"] == ["2019-02"] and summary["results"][0]["ok"]
+    assert summary["stale"] == ["2019-02"]
+    assert summary["results"][0]["ok"]

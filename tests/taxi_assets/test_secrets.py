@@ -9,13 +9,13 @@ import json
 
 import pytest
 from builders import month_rows
-from servers import S3Server
 from distributed import LocalCluster
 from prefect import get_client
 from prefect.events.filters import EventFilter
 from prefect.testing.utilities import prefect_test_harness
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
+from servers import S3Server
 
 from taxi_assets.flows import fhvhv_pipeline
 from taxi_assets.settings import S3Credentials, Settings
