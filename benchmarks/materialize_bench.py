@@ -6,6 +6,8 @@ rotating order, each variant runs as a whole process while this script samples t
 (the process and every descendant, e.g. Dask workers) every 50 ms:
 
   (a) ``taxi-assets materialize``: read, cast, rules, both Delta commits, then the DuckDB checks;
+  (w) the same without the checks (``steps.materialize_month`` after the same plan, in its own process), to
+      show what the streaming write costs apart from ``taxi_assets.verify``;
   (b) the seed: ``dask.dataframe.read_parquet -> astype`` (float32 money, int32 ints, categorical Y/N flags)
       ``-> to_parquet`` on a 2-worker ``LocalCluster`` (as in coiled/coiled-from-prefect ``flows/coiled_flow.py``);
   (c) the hardware reference: ``pq.read_table`` then ``pq.write_table`` of the file, no casts;
@@ -39,6 +41,7 @@ import psutil
 
 VARIANTS = {
     "a": "taxi-assets materialize",
+    "w": "the same write without the checks",
     "b": "seed: dask astype to_parquet",
     "c": "pyarrow read_table/write_table",
 }
@@ -143,6 +146,10 @@ def run_variant(
             result = json.loads(stdout[stdout.index("{") :])
             detail = {"materialize_seconds": result["seconds"], "quarantined": result["rows_quarantined"]}
             return seconds, peak, detail, cpu
+        if variant == "w":
+            cmd = [sys.executable, __file__, "_write", str(source_dir), str(target), month]
+            seconds, peak, _, cpu = measure(cmd, log=log, env=env)
+            return seconds, peak, {}, cpu
         if variant in ("b", "c"):
             command = "_seed" if variant == "b" else "_copy"
             cmd = [sys.executable, __file__, command, str(source_file), str(target)]
@@ -180,6 +187,16 @@ def seed_rewrite(source: str, target: str) -> None:
             dd.to_parquet(ddf.astype(conversions), target)
 
 
+def write_only(source_dir: str, sink: str, month: str) -> None:
+    """``taxi-assets materialize`` minus the DuckDB checks: ``steps.materialize_month`` after the same plan."""
+    from taxi_assets.settings import Settings
+    from taxi_assets.steps import materialize_month, new_run_id, plan_months
+
+    cfg = Settings.resolve(source=source_dir, sink=sink)
+    plan = plan_months(cfg, partitions=[month])
+    materialize_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
+
+
 def plain_copy(source: str, target: str) -> None:
     import pyarrow.parquet as pq
 
@@ -212,25 +229,31 @@ def report(runs: list[Run], sizes: list[float]) -> str:
             )
     lines += [
         "",
-        "| rows | seed / (a) wall | seed / (a) CPU | copy / (a) wall | copy / (a) CPU | (d) - (a) s | (a) peak MB "
-        "| (a) peak vs smallest |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Paired ratios (per repeat, then the median); above 1 means (a) or (w) is faster.",
+        "",
+        "| rows | seed / (a) wall | seed / (w) wall | seed / (w) CPU | copy / (a) wall | copy / (w) wall "
+        "| copy / (w) CPU | (d) - (a) s | (a) peak MB | (w) peak MB | (w) peak vs smallest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     smallest = None
     for size in sizes:
-        a = {r.repeat: r for r in runs if r.size == size and r.variant == "a"}
-        paired = [r for r in runs if r.size == size and r.repeat in a]
-        ratios = {v: median([r.seconds / a[r.repeat].seconds for r in paired if r.variant == v]) for v in "bc"}
-        cpu = {v: median([r.cpu_seconds / a[r.repeat].cpu_seconds for r in paired if r.variant == v]) for v in "bc"}
+        by = {v: {r.repeat: r for r in runs if r.size == size and r.variant == v} for v in "awbc"}
+
+        def ratio(top: str, base: str, attr: str, by: dict[str, dict[int, Run]] = by) -> str:
+            pairs = [(by[top][k], by[base][k]) for k in by[top] if k in by[base]]
+            values = [getattr(t, attr) / getattr(b, attr) for t, b in pairs if getattr(b, attr)]
+            return f"{median(values):.2f}x" if values else "-"
+
         d = [r.seconds for r in runs if r.size == size and r.variant == "d"]
-        a_median = median([r.seconds for r in a.values()])
-        a_peak = median([r.peak_mb for r in a.values()])
-        smallest = smallest or a_peak
+        a_median = median([r.seconds for r in by["a"].values()])
+        peaks = {v: median([r.peak_mb for r in by[v].values()]) for v in "aw"}
+        smallest = smallest or peaks["w"]
         diff = f"{median(d) - a_median:.1f}" if d else "-"
         lines.append(
-            f"| {size:g} M | {ratios['b']:.2f}x | {cpu['b']:.2f}x | {ratios['c']:.2f}x | {cpu['c']:.2f}x | {diff} "
-            f"| {a_peak:,.0f} | "
-            f"{(a_peak / smallest - 1) * 100:+.0f} % |"
+            f"| {size:g} M | {ratio('b', 'a', 'seconds')} | {ratio('b', 'w', 'seconds')} | "
+            f"{ratio('b', 'w', 'cpu_seconds')} | {ratio('c', 'a', 'seconds')} | {ratio('c', 'w', 'seconds')} | "
+            f"{ratio('c', 'w', 'cpu_seconds')} | {diff} | {peaks['a']:,.0f} | {peaks['w']:,.0f} | "
+            f"{(peaks['w'] / smallest - 1) * 100:+.0f} % |"
         )
     return "\n".join(lines)
 
@@ -242,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     parser.add_argument("--layout", default="single", choices=("single", "nonuniform"))
     parser.add_argument("--month", default="2023-01", help="era C: int64 IDs, so the casts have work to do")
-    parser.add_argument("--variants", default="abcd", help="subset of abcd")
+    parser.add_argument("--variants", default="awbcd", help="subset of awbcd")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "taxi-assets-bench"))
     parser.add_argument("--json", help="write every run to this file")
     args = parser.parse_args(argv)
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             # fills the fingerprint cache and the bytecode cache: neither a file hash nor a compile is timed
             subprocess.run(warm, check=True, capture_output=True, env=env)
             subprocess.run([sys.executable, "-c", "import dask.dataframe, distributed"], check=True, env=env)
-            order = [v for v in "abc" if v in args.variants]
+            order = [v for v in "awbc" if v in args.variants]
             for repeat in range(repeats):
                 for variant in order[repeat % len(order) :] + order[: repeat % len(order)]:
                     log = workdir / f"log-{size:g}-{variant}-{repeat}.txt"
@@ -273,9 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
             if "d" in args.variants:
-                seconds, peak, detail, cpu = run_variant(
-                    "d", source, args.month, scratch, workdir / f"log-{size:g}-d.txt"
-                )
+                log = workdir / f"log-{size:g}-d.txt"
+                seconds, peak, detail, cpu = run_variant("d", source, args.month, scratch, log, env)
                 runs.append(Run(size, "d", 0, seconds, peak, rows, cpu, detail))
                 print(
                     f"{size:g} M (d): {seconds:.1f} s, cpu {cpu:.1f} s, peak {peak:,.0f} MB",
@@ -293,5 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] in ("_seed", "_copy"):
         (seed_rewrite if sys.argv[1] == "_seed" else plain_copy)(sys.argv[2], sys.argv[3])
+        raise SystemExit(0)
+    if len(sys.argv) == 5 and sys.argv[1] == "_write":
+        write_only(*sys.argv[2:5])
         raise SystemExit(0)
     raise SystemExit(main())

@@ -9,11 +9,12 @@ it streaming:
 * ``buffer_size=READ_BUFFER``: each column reads through its own buffer of that size instead of one read per
   column chunk.
 
-Peak of the reader alone, measured on this machine (``benchmarks/materialize_bench.py``, single row group):
-about ``BATCH_ROWS`` decoded rows (~200 B/row: ~50 MiB) + 24 columns x ``READ_BUFFER`` (24 MiB) + one
-decompressed page per column, whatever the row group size (see ``docs/performance.md``). Flag columns are read
-as dictionaries, so their Y/N mapping runs on a few values (:mod:`taxi_assets.casts`). Unreadable files become
-:class:`UnreadableSource`; errors of the store or the network (a cut connection, a 503) become
+Peak of the reader alone, measured on this machine: ~120 MiB of Arrow memory for 2 M and for 16 M rows in one
+row group (``BATCH_ROWS`` decoded rows, ~140 B/row, held twice: source and canonical layout; 24 columns x
+``READ_BUFFER``; one decompressed page per column), whatever the row group size (``docs/performance.md``). Text
+columns are read as dictionaries: flags are mapped on their few values (:mod:`taxi_assets.casts`) and strings
+stay dictionaries (:func:`taxi_assets.schema.trips_batch_schema`), so no string is built per row. Unreadable files
+become :class:`UnreadableSource`; errors of the store or the network (a cut connection, a 503) become
 :class:`SourceUnavailable`, which is transient: the task retries it and no failure is recorded against the file.
 Page checksums are verified where the writer stored them (``page_checksum_verification``): without them a
 flipped byte inside a compressed page can decode into other values, which no reader can notice.
@@ -107,6 +108,7 @@ class MonthReader:
             pre_buffer=False,
             buffer_size=READ_BUFFER,
             read_dictionary=as_dictionary,
+            page_checksum_verification=True,
         )
         meta = probe.metadata
         if meta.num_rows == 0:  # a valid file with no rows would replace the month with nothing
