@@ -140,38 +140,6 @@ def verify_month_checks(
     ]
 
 
-def verify_counts(
-    month: str,
-    *,
-    run_id: str,
-    trips_uri: str,
-    trips_version: int,
-    quarantine_uri: str,
-    quarantine_version: int,
-    rows_source: int,
-    rows_written: int,
-    rows_quarantined: int,
-    storage_options: Mapping[str, str] | None = None,
-    source_uri: str | None = None,
-    source_storage_options: Mapping[str, str] | None = None,
-) -> list[CheckResult]:
-    """All checks, as :func:`verify_month_checks` (the name ``steps.verify_month`` has always called)."""
-    return verify_month_checks(
-        month,
-        run_id=run_id,
-        trips_uri=trips_uri,
-        trips_version=trips_version,
-        quarantine_uri=quarantine_uri,
-        quarantine_version=quarantine_version,
-        rows_source=rows_source,
-        rows_written=rows_written,
-        rows_quarantined=rows_quarantined,
-        storage_options=storage_options,
-        source_uri=source_uri,
-        source_storage_options=source_storage_options,
-    )
-
-
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
     row = con.execute(sql, list(params)).fetchone()
     return int(row[0] or 0) if row else 0
