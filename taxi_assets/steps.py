@@ -16,11 +16,12 @@ from partitions.delta_log import read_records
 from partitions.errors import StorageUnavailable
 from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
-from partitions.records import MaterializationRecord
+from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PlanRow, plan
 from taxi_assets.code_version import trips_code_version
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
+from taxi_assets.fingerprint import RowsFingerprint
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.sink import write_month
@@ -109,6 +110,7 @@ class MonthResult:
     error: str = ""
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     checks: list[dict[str, object]] = field(default_factory=list)
+    rows_fingerprint: str = ""  # RowsFingerprint.to_text() of the rows streamed into trips; "" when unknown
 
 
 def _now() -> str:
@@ -124,18 +126,10 @@ def materialize_month(
     month complete only when both agree and their counts add up. A rejected file writes no data: a failure
     record goes into the ``trips`` log (an empty commit) so the month plans ``failed`` with the reason.
     """
-    started, t0 = _now(), time.perf_counter()
+    t0 = time.perf_counter()
     version = code_version or trips_code_version()
     month = source.partition
-    base = MaterializationRecord(
-        partition=month,
-        status="success",
-        run_id=run_id,
-        code_version=version,
-        source_uri=source.uri,
-        source_fingerprint=source.fingerprint,
-        started_at=started,
-    )
+    base = _record(source, "success", run_id=run_id, code_version=version, started_at=_now())
     try:
         written = write_month(source, cfg, base, now=_now)
     except SourceRejected as exc:
@@ -158,14 +152,16 @@ def materialize_month(
         quarantine_version=written.quarantine_version,
         quarantined_by_rule=written.quarantined_by_rule,
         seconds=time.perf_counter() - t0,
+        rows_fingerprint=written.fingerprint.to_text(),
     )
 
 
 def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str) -> list[CheckResult]:
     """Every DuckDB check on the versions this run committed, recorded in ``<sink>/checks`` (passed or not).
 
-    The duplicate check compares with the source file itself, so a month the TLC published with duplicates
-    is not blamed on the run.
+    The duplicate check compares the committed rows with the fingerprint of the rows the run streamed (one
+    scan of the month). The source file is read only when they differ (to count its own duplicates, so a
+    month the TLC published with duplicates is not blamed on the run) or when ``result`` has no fingerprint.
     """
     if result.trips_version is None or result.quarantine_version is None:
         raise RuntimeError(f"{result.partition}: verify_month needs the versions a successful write returns")
@@ -182,6 +178,7 @@ def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_
         storage_options=cfg.storage_options(cfg.trips_uri),
         source_uri=source.uri,
         source_storage_options=cfg.storage_options(source.uri),
+        fingerprint=RowsFingerprint.from_text(result.rows_fingerprint),
     )
     record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
     return checks
@@ -206,13 +203,11 @@ def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: s
 
 def _record_failed(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None, error: str) -> None:
     """A failure record newer than the month's success: the planner shows ``failed`` and the next run retries."""
-    record = MaterializationRecord(
-        partition=source.partition,
-        status="failed",
+    record = _record(
+        source,
+        "failed",
         run_id=run_id,
         code_version=code_version or trips_code_version(),
-        source_uri=source.uri,
-        source_fingerprint=source.fingerprint,
         finished_at=_now(),
         error=error,
     )
@@ -222,4 +217,28 @@ def _record_failed(source: SourceFile, cfg: Settings, *, run_id: str, code_versi
         schema=trips_schema(),
         column=PARTITION_COLUMN,
         storage_options=cfg.storage_options(cfg.trips_uri),
+    )
+
+
+def _record(
+    source: SourceFile,
+    status: Status,
+    *,
+    run_id: str,
+    code_version: str,
+    started_at: str = "",
+    finished_at: str = "",
+    error: str = "",
+) -> MaterializationRecord:
+    """The month's record as every commit of this run stamps it: who (run, code) did what from which source."""
+    return MaterializationRecord(
+        partition=source.partition,
+        status=status,
+        run_id=run_id,
+        code_version=code_version,
+        source_uri=source.uri,
+        source_fingerprint=source.fingerprint,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=error,
     )

@@ -2,7 +2,9 @@
 
 DuckDB reads the committed versions through the Delta log (``delta_scan(uri, version => n)``, or deltalake's
 Arrow dataset pinned to the version: see :mod:`taxi_assets.analytics`), never by globbing parquet files,
-which would also count superseded files. Every check reads only the month's partition.
+which would also count superseded files. Every check reads only the month's partition, and all the trips checks
+share one scan of it: counts, nulls and the row fingerprint are plain aggregates, so memory does not grow with
+the month, and the source file is not read again unless a fingerprint disagrees.
 
 =========================== =================================================================================
 check                       passes when
@@ -12,7 +14,11 @@ check                       passes when
 ``rows_conserved``          trips + quarantine rows of the month = source rows
 ``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (widened by
                             the cleaning's ``PICKUP_TOLERANCE``): else rows of another month were filed under K
-``no_duplicates_introduced`` duplicate full rows in the month <= those in the source file itself
+``no_duplicates_introduced`` the month's rows are, as a multiset, exactly the rows the run streamed: the
+                            written fingerprint (:mod:`taxi_assets.fingerprint`) equals the streamed one, so
+                            no row was duplicated, lost or altered (a source's own duplicates pass). On a
+                            mismatch the result counts the duplicates in the month and in the source. Without
+                            a streamed fingerprint: duplicate full rows in the month <= those in the source
 ``required_not_null``       no trip has a null in a column of :data:`taxi_assets.schema.REQUIRED`
 =========================== =================================================================================
 
@@ -35,6 +41,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from partitions.keys import month_bounds
 from taxi_assets.analytics import add_s3_secret, checks_schema, open_connection, register_table
 from taxi_assets.cleaning import PICKUP_TOLERANCE
+from taxi_assets.fingerprint import RowsFingerprint, row_hash_sql
 from taxi_assets.schema import PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
 
 CHECK_NAMES: Final = (
@@ -90,13 +97,18 @@ def verify_month_checks(
     storage_options: Mapping[str, str] | None = None,
     source_uri: str | None = None,
     source_storage_options: Mapping[str, str] | None = None,
+    fingerprint: RowsFingerprint | None = None,
 ) -> list[CheckResult]:
     """Every check of :data:`CHECK_NAMES` on the committed versions, in that order.
 
-    With ``source_uri`` the duplicate check compares against the duplicates DuckDB counts in the source
-    file (one more read of it); without, against :data:`NO_SOURCE_DUPLICATES`, the spec's fact.
+    With ``fingerprint`` (the rows the run streamed, :mod:`taxi_assets.fingerprint`) the trips checks are one
+    scan of the month, and the duplicate check compares fingerprints: the source is read only when they differ,
+    to say how many duplicates the month and the source hold. Without one (or one taken by another DuckDB
+    version), the duplicate check counts distinct rows in the month and compares with the duplicates DuckDB
+    counts in ``source_uri`` (one more read of it), or with :data:`NO_SOURCE_DUPLICATES`, the spec's fact.
     """
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    streamed = fingerprint if fingerprint is not None and fingerprint.comparable(RowsFingerprint(0, 0)) else None
     con = open_connection(storage_options=storage_options)
     try:
         register_table(
@@ -110,16 +122,20 @@ def verify_month_checks(
             version=quarantine_version,
             storage_options=storage_options,
         )
-        clean, off_month, dup_hash, nulls = _trips_stats(con, month)
+        stats = _trips_stats(con, month, count_distinct=streamed is None)
         bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
-        source_dups, source_note = _source_duplicates(con, source_uri, source_storage_options)
-        dups = dup_hash if dup_hash <= source_dups else _exact_duplicates(con, month)
+        source = _SourceFile(source_uri, source_storage_options)
+        if streamed is None:
+            duplicates = _duplicates_against_source(con, month, stats, source)
+        else:
+            duplicates = _rows_against_stream(con, month, stats, streamed, source)
     finally:
         con.close()
 
     def result(check: str, passed: bool, observed: object, expected: object, version: int) -> CheckResult:
         return CheckResult(month, check, passed, str(observed), str(expected), version, run_id, now)
 
+    clean, off_month, nulls = stats.rows, stats.off_month, stats.nulls
     null_text = ", ".join(f"{c} {n}" for c, n in nulls.items() if n) or "none"
     low, high = month_bounds(month)
     first, last = low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE
@@ -129,15 +145,24 @@ def verify_month_checks(
         result("quarantine_row_count", bad == rows_quarantined, bad, rows_quarantined, quarantine_version),
         result("rows_conserved", clean + bad == rows_source, clean + bad, rows_source, trips_version),
         result("month_matches_key", off_month == 0, f"{off_month} trips outside the month", window, trips_version),
-        result(
-            "no_duplicates_introduced",
-            dups <= source_dups,
-            f"{dups} duplicate rows",
-            f"<= {source_dups} ({source_note})",
-            trips_version,
-        ),
+        result("no_duplicates_introduced", *duplicates, trips_version),
         result("required_not_null", not any(nulls.values()), f"nulls: {null_text}", "no nulls", trips_version),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _TripsStats:
+    rows: int
+    off_month: int
+    nulls: dict[str, int]
+    fingerprint: RowsFingerprint
+    hash_duplicates: int | None  # count(*) - count(DISTINCT row hash), when asked for
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceFile:
+    uri: str | None
+    storage_options: Mapping[str, str] | None
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
@@ -145,21 +170,90 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> 
     return int(row[0] or 0) if row else 0
 
 
-def _trips_stats(con: duckdb.DuckDBPyConnection, month: str) -> tuple[int, int, int, dict[str, int]]:
-    """Rows, rows off the month, duplicates (by row hash) and nulls per required column: one scan."""
+def _trips_stats(con: duckdb.DuckDBPyConnection, month: str, *, count_distinct: bool) -> _TripsStats:
+    """Rows, rows off the month, nulls per required column and the fingerprint: one scan, no hash table.
+
+    ``count_distinct`` adds the duplicate count by row hash (the fallback without a streamed fingerprint),
+    whose hash table grows with the month.
+    """
     low, high = month_bounds(month)
     nulls = ", ".join(f'count(*) - count("{c}")' for c in REQUIRED)
+    distinct = f", count(*) - count(DISTINCT {row_hash_sql()})" if count_distinct else ""
     sql = f"""
         SELECT count(*),
                count(*) FILTER (WHERE pickup_datetime < ? OR pickup_datetime >= ?),
-               count(*) - count(DISTINCT hash(t)),
-               {nulls}
-        FROM (SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM trips_v WHERE {PARTITION_COLUMN} = ?) t
+               sum({row_hash_sql()}),
+               {nulls}{distinct}
+        FROM trips_v WHERE {PARTITION_COLUMN} = ?
     """
     row = con.execute(sql, [low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE, month]).fetchone()
     assert row is not None
     values = [int(v or 0) for v in row]
-    return values[0], values[1], values[2], dict(zip(REQUIRED, values[3:], strict=True))
+    rows, off_month, hash_sum, rest = values[0], values[1], values[2], values[3:]
+    return _TripsStats(
+        rows=rows,
+        off_month=off_month,
+        nulls=dict(zip(REQUIRED, rest[: len(REQUIRED)], strict=True)),
+        fingerprint=RowsFingerprint(rows, hash_sum),
+        hash_duplicates=rest[len(REQUIRED)] if count_distinct else None,
+    )
+
+
+def _rows_against_stream(
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    stats: _TripsStats,
+    streamed: RowsFingerprint,
+    source: _SourceFile,
+) -> tuple[bool, str, str]:
+    """(passed, observed, expected): the committed rows are, as a multiset, the rows the run streamed.
+
+    Equal fingerprints pass without another read. Different ones (the rare, expensive path) count the
+    month's duplicate rows and, given a source, the source's, so the message says what went wrong.
+    """
+    written = stats.fingerprint
+    expected = f"{streamed.rows} rows, fingerprint {streamed.short} (the rows the run streamed)"
+    if written == streamed:
+        return True, f"{written.rows} rows, fingerprint {written.short}", expected
+    dups = _written_duplicates(con, month)
+    in_source = _source_duplicates(con, source)
+    source_text = f", source has {in_source}" if in_source is not None else ""
+    observed = (
+        f"rows differ from those streamed: {_duplicate_rows(dups)}{source_text} "
+        f"({written.rows} rows, fingerprint {written.short})"
+    )
+    return False, observed, expected
+
+
+def _duplicates_against_source(
+    con: duckdb.DuckDBPyConnection, month: str, stats: _TripsStats, source: _SourceFile
+) -> tuple[bool, str, str]:
+    """(passed, observed, expected): duplicate full rows in the month <= those in the source file itself."""
+    in_source = _source_duplicates(con, source)
+    if in_source is not None:
+        allowed, note = in_source, "in the source file"
+    elif source.uri:  # e.g. a source only pyarrow/s3fs can open: fall back on the documented fact
+        allowed, note = NO_SOURCE_DUPLICATES, "source not readable by DuckDB; spec: no exact duplicates"
+    else:
+        allowed, note = NO_SOURCE_DUPLICATES, "spec: FHVHV files have no exact duplicates"
+    by_hash = stats.hash_duplicates if stats.hash_duplicates is not None else _hash_duplicates(con, month)
+    dups = by_hash if by_hash <= allowed else _exact_duplicates(con, month)  # a hash count can only over-count
+    return dups <= allowed, _duplicate_rows(dups), f"<= {allowed} ({note})"
+
+
+def _duplicate_rows(count: int) -> str:
+    return f"{count} duplicate row{'' if count == 1 else 's'}"
+
+
+def _written_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
+    """Duplicate full rows of the month: by row hash, then on whole rows when the hash finds any (collisions)."""
+    return _exact_duplicates(con, month) if _hash_duplicates(con, month) else 0
+
+
+def _hash_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
+    """Rows minus distinct row hashes: an upper bound of the duplicates (a collision merges two rows)."""
+    sql = f"SELECT count(*) - count(DISTINCT {row_hash_sql()}) FROM trips_v WHERE {PARTITION_COLUMN} = ?"
+    return _one(con, sql, [month])
 
 
 def _exact_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
@@ -168,19 +262,16 @@ def _exact_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
     return _one(con, sql, [month])
 
 
-def _source_duplicates(
-    con: duckdb.DuckDBPyConnection, source_uri: str | None, storage_options: Mapping[str, str] | None
-) -> tuple[int, str]:
-    """Duplicate full rows in the source file as published, or the spec's count when it is not scanned."""
-    if not source_uri:
-        return NO_SOURCE_DUPLICATES, "spec: FHVHV files have no exact duplicates"
-    if source_uri.startswith("s3://") and storage_options:
-        add_s3_secret(con, storage_options, scope=source_uri)
+def _source_duplicates(con: duckdb.DuckDBPyConnection, source: _SourceFile) -> int | None:
+    """Duplicate full rows in the source file as published; None without a source or when DuckDB cannot read it."""
+    if not source.uri:
+        return None
+    if source.uri.startswith("s3://") and source.storage_options:
+        add_s3_secret(con, source.storage_options, scope=source.uri)
     try:
-        sql = "SELECT count(*) - count(DISTINCT hash(t)) FROM read_parquet(?) t"
-        return _one(con, sql, [source_uri]), "in the source file"
-    except duckdb.Error:  # e.g. a source only pyarrow/s3fs can open: fall back on the documented fact
-        return NO_SOURCE_DUPLICATES, "source not readable by DuckDB; spec: no exact duplicates"
+        return _one(con, "SELECT count(*) - count(DISTINCT hash(t)) FROM read_parquet(?) t", [source.uri])
+    except duckdb.Error:
+        return None
 
 
 def record_checks(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,9 +22,10 @@ from partitions.records import MaterializationRecord
 from taxi_assets import duckdb_connect
 from taxi_assets.cleaning import PICKUP_TOLERANCE
 from taxi_assets.errors import CheckFailed
+from taxi_assets.fingerprint import RowsFingerprint
 from taxi_assets.schema import trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, run_month, verify_month
 from taxi_assets.synth import write_month_file
 from taxi_assets.verify import CHECK_NAMES, CheckResult, record_checks, verify_month_checks
 
@@ -82,6 +84,15 @@ def clean_rows(cfg: Settings) -> pa.Table:
 def test_every_check_passes_on_a_real_run_and_is_returned_to_the_step(month):
     cfg, result = month
     assert [c["check"] for c in result.checks] == list(CHECK_NAMES)  # what steps.run_month got
+    by_fingerprint = next(c for c in result.checks if c["check"] == "no_duplicates_introduced")
+    streamed = RowsFingerprint.from_text(result.rows_fingerprint)
+    assert streamed is not None
+    assert streamed.rows == result.rows_written
+    assert by_fingerprint["passed"]
+    assert (
+        by_fingerprint["expected"] == f"{streamed.rows} rows, fingerprint {streamed.short} (the rows the run streamed)"
+    )
+    assert by_fingerprint["observed"] == f"{streamed.rows} rows, fingerprint {streamed.short}"
     checks = checks_of(cfg, result, source_uri=f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet")
     assert failed(checks) == []
     assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
@@ -148,6 +159,82 @@ def test_duplicates_introduced_by_a_write_fail_unless_the_source_had_them(month,
     without_source = checks_of(cfg, result, trips_uri=uri, trips_version=version, **counts)
     assert without_source["no_duplicates_introduced"].expected.startswith("<= 0 (spec:")
     assert not without_source["no_duplicates_introduced"].passed
+
+
+def streamed(result: MonthResult) -> RowsFingerprint:
+    fingerprint = RowsFingerprint.from_text(result.rows_fingerprint)
+    assert fingerprint is not None
+    return fingerprint
+
+
+def duplicated(rows: pa.Table) -> pa.Table:
+    return pa.concat_tables([rows, rows.slice(0, 5)])  # a writer wrote five rows twice
+
+
+def lost_and_duplicated(rows: pa.Table) -> pa.Table:
+    return pa.concat_tables([rows.slice(1), rows.slice(1, 1)])  # row 0 lost, row 1 twice: the counts still match
+
+
+def altered(rows: pa.Table) -> pa.Table:
+    tips = rows.column("tips").to_pylist()
+    tips[0] = (tips[0] or 0.0) + 0.01
+    return rows.set_column(rows.schema.get_field_index("tips"), "tips", pa.array(tips, pa.float64()))
+
+
+@pytest.mark.parametrize(
+    ("change", "observed"),
+    [
+        (duplicated, "rows differ from those streamed: 5 duplicate rows, source has 0"),
+        (lost_and_duplicated, "rows differ from those streamed: 1 duplicate row, source has 0"),
+        (altered, "rows differ from those streamed: 0 duplicate rows, source has 0"),
+    ],
+    ids=["duplicated", "lost_and_duplicated", "altered"],
+)
+def test_rows_that_differ_from_the_stream_fail_no_duplicates_introduced_saying_how(month, tmp_path, change, observed):
+    cfg, result = month
+    rows = change(clean_rows(cfg))
+    uri = str(tmp_path / "trips")
+    version = write_partition(uri, rows, MONTH)
+    counts = {"rows_written": rows.num_rows, "rows_source": rows.num_rows + result.rows_quarantined}
+    source = f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet"
+    fingerprint = streamed(result)
+    checks = checks_of(
+        cfg, result, trips_uri=uri, trips_version=version, source_uri=source, fingerprint=fingerprint, **counts
+    )
+    assert failed(checks) == ["no_duplicates_introduced"]
+    bad = checks["no_duplicates_introduced"]
+    assert bad.observed.startswith(f"{observed} ({rows.num_rows} rows, fingerprint ")
+    assert bad.expected == f"{result.rows_written} rows, fingerprint {fingerprint.short} (the rows the run streamed)"
+    message = str(CheckFailed(bad.partition, bad.check, bad.observed, bad.expected))
+    assert f"check 'no_duplicates_introduced' failed: observed {observed}" in message
+
+    without_source = checks_of(cfg, result, trips_uri=uri, trips_version=version, fingerprint=fingerprint, **counts)
+    assert without_source["no_duplicates_introduced"].observed.startswith(observed.removesuffix(", source has 0"))
+    assert "source has" not in without_source["no_duplicates_introduced"].observed
+
+
+def test_a_fingerprint_of_another_duckdb_version_falls_back_on_counting_duplicates(month):
+    cfg, result = month
+    foreign = RowsFingerprint(result.rows_written, 1, method="duckdb-0.0.1-hash-sum")
+    checks = checks_of(cfg, result, fingerprint=foreign)
+    assert failed(checks) == []
+    assert checks["no_duplicates_introduced"].expected.startswith("<= 0 (spec:")
+
+
+def test_a_source_with_its_own_duplicates_passes_and_the_fast_path_never_reads_the_source(tmp_path):
+    cfg = local_settings(tmp_path)
+    made = write_month_file(cfg.source, MONTH, 2_000, seed=4, anomalies="clean", extra={"exact_duplicate": 0.02})
+    source = plan_months(cfg).listing.files[MONTH]
+    run_id = new_run_id()
+    result = materialize_month(source, cfg, run_id=run_id)
+    with duckdb_connect(cfg.sink) as con:
+        (dups,) = con.execute("SELECT count(*) - count(DISTINCT t) FROM (SELECT * FROM trips) t").fetchone()
+    assert dups > 0  # the written month holds the source's own duplicates
+
+    Path(made.uri).unlink()  # a fingerprint that matches needs no source file
+    checks = {c.check: c for c in verify_month(result, source, cfg, run_id=run_id)}
+    assert all(c.passed for c in checks.values())
+    assert checks["no_duplicates_introduced"].expected.endswith("(the rows the run streamed)")
 
 
 def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path):
