@@ -18,6 +18,7 @@ from partitions.errors import (
     PartitionMismatch,
     PartitionsError,
     SourceListingError,
+    StorageAccessDenied,
     StorageUnavailable,
     Transient,
 )
@@ -29,6 +30,14 @@ from partitions.overwrite import app_id, commit_files, overwrite_partition, reco
 from partitions.records import MaterializationRecord, PartitionHistory
 from partitions.source import Listing, SkippedFile, SourceFile
 from partitions.staleness import PartitionState, PlanRow, plan, upstream_sources
+from partitions.storage_errors import (
+    StorageFailure,
+    classify_storage_error,
+    is_storage_unavailable,
+    named_storage_error,
+    open_table,
+    storage_errors_named,
+)
 
 __all__ = [
     "CommitConflictExhausted",
@@ -47,22 +56,28 @@ __all__ = [
     "SkippedFile",
     "SourceFile",
     "SourceListingError",
+    "StorageAccessDenied",
+    "StorageFailure",
     "StorageUnavailable",
     "Transient",
     "add_action_for",
     "app_id",
     "checkpoint",
+    "classify_storage_error",
     "code_version",
     "commit_files",
     "compact",
     "filesystem_for",
     "find_record",
+    "is_storage_unavailable",
     "list_http",
     "list_source",
     "maybe_write_state_checkpoint",
     "month_bounds",
     "month_range",
+    "named_storage_error",
     "open_input",
+    "open_table",
     "overwrite_partition",
     "parse_month",
     "parse_selection",
@@ -74,6 +89,7 @@ __all__ = [
     "reconcile",
     "record_failure",
     "stats_json",
+    "storage_errors_named",
     "upstream_sources",
     "vacuum",
     "write_partition_file",

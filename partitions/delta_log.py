@@ -11,6 +11,10 @@ commit files.
 On S3 the commits after ``v`` come from one listing that starts after ``v`` (as delta-rs lists the log); on
 other stores they are probed by version (``v+1``, ``v+2``, ... fetched in growing concurrent batches). Either
 way the work is the commits since the state checkpoint, whatever the table's age or file count.
+
+Every public function names a failing store (``partitions.storage_errors``): a store that does not answer after
+s3fs's retries raises ``StorageUnavailable`` (transient: a flow retries planning), refused credentials raise
+``StorageAccessDenied``; both name the table, never a credential.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Final
 
 from partitions._storage import fsspec_for, write_atomically
 from partitions.records import MaterializationRecord, PartitionHistory, fold_records
+from partitions.storage_errors import storage_errors_named
 
 LOG_DIR: Final = "_delta_log"
 STATE_DIR: Final = "_partitions_state"
@@ -62,6 +67,11 @@ def read_state(
     table_uri: str, *, up_to: int | None = None, storage_options: Mapping[str, str] | None = None
 ) -> LogState:
     """Fold the newest state checkpoint (at or below ``up_to``) and the commits after it, up to ``up_to``."""
+    with storage_errors_named(table_uri):
+        return _read_state(table_uri, up_to, storage_options)
+
+
+def _read_state(table_uri: str, up_to: int | None, storage_options: Mapping[str, str] | None) -> LogState:
     fs, root = fsspec_for(table_uri, storage_options)
     base_version, histories = _load_state(fs, root, up_to)
     records, last, read = _records_after(fs, root, base_version, up_to)
@@ -90,12 +100,13 @@ def find_record(
     storage_options: Mapping[str, str] | None = None,
 ) -> MaterializationRecord | None:
     """The newest record of ``partition`` by ``run_id`` committed after ``after_version``, if any."""
-    fs, root = fsspec_for(table_uri, storage_options)
-    found = None
-    for record in _records_after(fs, root, after_version, None)[0]:
-        if record.partition == partition and record.run_id == run_id:
-            found = record
-    return found
+    with storage_errors_named(table_uri, partition):
+        fs, root = fsspec_for(table_uri, storage_options)
+        found = None
+        for record in _records_after(fs, root, after_version, None)[0]:
+            if record.partition == partition and record.run_id == run_id:
+                found = record
+        return found
 
 
 def write_state_checkpoint(
@@ -105,16 +116,17 @@ def write_state_checkpoint(
     state = read_state(table_uri, up_to=version, storage_options=storage_options)
     if state.version < 0:
         return None
-    fs, root = fsspec_for(table_uri, storage_options)
     body = {
         "format": STATE_FORMAT,
         "version": state.version,
         "partitions": {key: _history_to_json(h) for key, h in sorted(state.histories.items())},
     }
-    write_atomically(fs, _state_path(root, state.version), json.dumps(body, sort_keys=True).encode())
-    if state.version > _pointer(fs, root):
-        pointer = json.dumps({"version": state.version}).encode()
-        write_atomically(fs, f"{root}/{STATE_DIR}/{STATE_POINTER}", pointer)
+    with storage_errors_named(table_uri):
+        fs, root = fsspec_for(table_uri, storage_options)
+        write_atomically(fs, _state_path(root, state.version), json.dumps(body, sort_keys=True).encode())
+        if state.version > _pointer(fs, root):
+            pointer = json.dumps({"version": state.version}).encode()
+            write_atomically(fs, f"{root}/{STATE_DIR}/{STATE_POINTER}", pointer)
     return state.version
 
 
@@ -126,11 +138,12 @@ def prune_state_checkpoints(
     A reader that picked a deleted file through an older pointer falls back to the newest file, so pruning
     never breaks a concurrent plan.
     """
-    fs, root = fsspec_for(table_uri, storage_options)
-    old = sorted(_versions_in(fs, f"{root}/{STATE_DIR}"))[: -max(keep, 1)]
-    for version in old:
-        fs.rm_file(_state_path(root, version))
-    return old
+    with storage_errors_named(table_uri):
+        fs, root = fsspec_for(table_uri, storage_options)
+        old = sorted(_versions_in(fs, f"{root}/{STATE_DIR}"))[: -max(keep, 1)]
+        for version in old:
+            fs.rm_file(_state_path(root, version))
+        return old
 
 
 def maybe_write_state_checkpoint(
@@ -141,9 +154,10 @@ def maybe_write_state_checkpoint(
     storage_options: Mapping[str, str] | None = None,
 ) -> int | None:
     """Write a state checkpoint at ``version`` when ``every`` or more commits piled up since the last one."""
-    fs, root = fsspec_for(table_uri, storage_options)
-    if version - _pointer(fs, root) < every:
-        return None
+    with storage_errors_named(table_uri):
+        fs, root = fsspec_for(table_uri, storage_options)
+        if version - _pointer(fs, root) < every:
+            return None
     return write_state_checkpoint(table_uri, version=version, storage_options=storage_options)
 
 

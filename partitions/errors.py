@@ -64,7 +64,11 @@ class SourceListingError(Transient, PartitionsError):
 
 
 class StorageUnavailable(Transient, PartitionsError):
-    """The table's store did not answer (connection cut, timeout, 5xx) after the client's own retries."""
+    """The table's store did not answer (connection cut, timeout, 5xx) after the client's own retries.
+
+    ``partition`` is empty when no partition was being written (reading a table's log while planning).
+    ``partitions.storage_errors`` decides which client errors mean this; ``detail`` is its short reason.
+    """
 
     exit_code: ClassVar[int] = 3
 
@@ -73,10 +77,41 @@ class StorageUnavailable(Transient, PartitionsError):
         self.table_uri, self.partition, self.detail = table_uri, partition, detail
 
     def __str__(self) -> str:
+        if not self.partition:
+            return (
+                f"the store of {self.table_uri} did not answer ({self.detail}); nothing was changed: "
+                "retry later (a flow task retries this by itself)"
+            )
         return (
             f"{self.partition}: the store of {self.table_uri} did not answer ({self.detail}); the partition keeps "
             "its last committed version and plans stale until a run completes it: retry later"
         )
+
+
+class StorageAccessDenied(PartitionsError):
+    """The store refused the credentials or their rights (403, invalid key, bad signature, expired token).
+
+    Not transient: a retry with the same credentials gets the same answer, so a flow must not retry it.
+    ``partition`` is empty when no partition was being written. The message names the URI, never a key.
+    """
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, uri: str, partition: str, detail: str) -> None:
+        super().__init__(uri, partition, detail)
+        self.uri, self.partition, self.detail = uri, partition, detail
+
+    def __str__(self) -> str:
+        where = f"{self.partition}: " if self.partition else ""
+        if "://" not in self.uri or self.uri.startswith("file://"):
+            remedy = "give the user running it read and write rights on that path, then re-run"
+        else:
+            remedy = (
+                "check the credentials handed to the run (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / "
+                "AWS_SESSION_TOKEN or the credentials block they come from), their rights on this bucket, "
+                "and the endpoint and region, then re-run"
+            )
+        return f"{where}access to {self.uri} was refused ({self.detail}); nothing was changed: {remedy}"
 
 
 class CommitConflictExhausted(PartitionsError):

@@ -25,9 +25,10 @@ from typing import IO, Any
 import pyarrow.fs as pafs
 
 from partitions._storage import fsspec_for, is_s3, pyarrow_fs_for, write_atomically
-from partitions.errors import InvalidPartitionKey, SourceListingError
+from partitions.errors import InvalidPartitionKey, SourceListingError, StorageAccessDenied
 from partitions.keys import MonthlyPartitions, month_range, parse_month
 from partitions.source import Listing, SkippedFile, SourceFile
+from partitions.storage_errors import classify_storage_error, display_uri
 
 __all__ = ["Listing", "SkippedFile", "SourceFile", "filesystem_for", "list_http", "list_source", "open_input"]
 
@@ -154,7 +155,12 @@ def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_En
     try:
         found = fs.find(path, detail=True)
     except Exception as exc:  # botocore/aiohttp errors are not all OSError; the chain keeps the traceback
-        raise SourceListingError(uri, f"{type(exc).__name__}: {exc}") from exc
+        failure = classify_storage_error(exc)
+        if failure is not None and failure.kind == "denied":  # not transient: retrying cannot fix credentials
+            raise StorageAccessDenied(display_uri(uri), "", failure.reason) from exc
+        unavailable = failure is not None and failure.kind == "unavailable"
+        detail = failure.reason if failure is not None and unavailable else f"{type(exc).__name__}: {exc}"
+        raise SourceListingError(uri, detail) from exc
     entries: list[_Entry] = []
     for key, info in found.items():
         if _hidden(key[len(path) :]):

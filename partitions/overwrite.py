@@ -10,7 +10,8 @@ Guarantees, for every function here:
 * reconcile: after any error the log is re-read, and a commit carrying this record's ``run_id`` (the response
   was lost, the commit was not) is returned instead of being repeated or reported as a failure;
 * a store that does not answer (connection cut, timeout, 5xx after delta-rs's and s3fs's own retries) raises
-  ``StorageUnavailable``, which is ``Transient``: the caller may retry the whole write.
+  ``StorageUnavailable``, which is ``Transient``: the caller may retry the whole write; refused credentials
+  raise ``StorageAccessDenied``, which is not (``partitions.storage_errors`` decides which is which).
 
 The table is created first by an empty CREATE commit, never by a data commit: two writers creating a table
 with data at once can both win and leave two copies of one partition.
@@ -34,24 +35,14 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, PostCommitHookProperties
 
 from partitions.delta_log import find_record, maybe_write_state_checkpoint
-from partitions.errors import CommitConflictExhausted, PartitionMismatch, PartitionsError, StorageUnavailable
+from partitions.errors import CommitConflictExhausted, PartitionMismatch, PartitionsError
 from partitions.records import MaterializationRecord
+from partitions.storage_errors import open_table, storage_errors_named
 
 APP_ID_PREFIX: Final = "partitions:"
 # Our writers never delete log files: cleanup runs in maintenance, after the state checkpoint is written.
 POST_COMMIT: Final = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 _CONFLICT_WORDS: Final = ("already exists", "conflict", "concurrent", "version mismatch", "changed since")
-_UNAVAILABLE_WORDS: Final = (
-    "error sending request",
-    "connection",
-    "timed out",
-    "timeout",
-    "service unavailable",
-    "slow down",
-    "slowdown",
-    "internal error",
-    "broken pipe",
-)
 
 
 def app_id(partition: str) -> str:
@@ -79,7 +70,7 @@ def overwrite_partition(
     key = record.partition
     with _replayable(data) as (replay, data_schema):
         _check_column(data, data_schema, column, key)
-        _ensure_table(table_uri, schema or data_schema, column, storage_options)
+        _ensure_table(table_uri, schema or data_schema, column, storage_options, partition=key)
         tuning: dict[str, Any] = {"target_file_size": target_file_size}
         if writer_properties is not None:
             tuning["writer_properties"] = writer_properties
@@ -118,7 +109,7 @@ def commit_files(
     for add in adds:
         if add.partition_values.get(column) != key:
             raise PartitionMismatch(key, column, f"{add.partition_values.get(column)!r} in {add.path}")
-    _ensure_table(table_uri, schema, column, storage_options)
+    _ensure_table(table_uri, schema, column, storage_options, partition=key)
 
     def attempt(table: DeltaTable) -> None:
         table.create_write_transaction(
@@ -150,7 +141,7 @@ def record_failure(
     if record.succeeded:
         raise ValueError(f"{record.partition}: record_failure needs status='failed', not {record.status!r}")
     try:
-        _ensure_table(table_uri, schema, column, storage_options)
+        _ensure_table(table_uri, schema, column, storage_options, partition=record.partition)
 
         def attempt(table: DeltaTable) -> None:
             table.create_write_transaction(
@@ -163,7 +154,7 @@ def record_failure(
             )
 
         return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=3)
-    except (DeltaError, OSError, CommitConflictExhausted, StorageUnavailable) as exc:
+    except (DeltaError, OSError, PartitionsError) as exc:  # conflicts, an unavailable or refusing store ...
         warnings.warn(f"{record.partition}: could not record the failure in {table_uri}: {exc}", stacklevel=2)
         return None
 
@@ -197,16 +188,10 @@ def _commit(
     storage_options: Mapping[str, str] | None,
     max_attempts: int,
 ) -> int:
-    """:func:`_commit_attempts`, with an unreachable store (after the clients' retries) as StorageUnavailable."""
-    try:
+    """:func:`_commit_attempts`, with a store that does not answer (after the clients' retries) as
+    ``StorageUnavailable`` and refused credentials as ``StorageAccessDenied``."""
+    with storage_errors_named(table_uri, record.partition):
         return _commit_attempts(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts)
-    except PartitionsError:
-        raise
-    except Exception as exc:
-        if not _is_unavailable(exc):
-            raise
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise StorageUnavailable(table_uri, record.partition, f"{type(exc).__name__}: {detail}") from exc
 
 
 def _commit_attempts(
@@ -220,7 +205,7 @@ def _commit_attempts(
     """Run ``attempt`` until it commits, reconciling after every error and backing off on conflicts."""
     options = dict(storage_options or {})
     for attempt_no in range(1, max_attempts + 1):
-        table = DeltaTable(table_uri, storage_options=options)
+        table = open_table(table_uri, storage_options=options, partition=record.partition)
         read_version = table.version()
         try:
             attempt(table)
@@ -244,7 +229,7 @@ def _commit_attempts(
 def _after_commit(table_uri: str, version: int, options: Mapping[str, str]) -> int:
     try:
         maybe_write_state_checkpoint(table_uri, version, storage_options=options)
-    except (OSError, ValueError) as exc:  # the commit stands; the next writer or maintenance will fold it
+    except (OSError, ValueError, PartitionsError) as exc:  # the commit stands; the next writer or maintenance folds it
         warnings.warn(f"{table_uri}: state checkpoint at version {version} not written: {exc}", stacklevel=3)
     return version
 
@@ -253,17 +238,6 @@ def _is_conflict(exc: BaseException) -> bool:
     if isinstance(exc, CommitFailedError):
         return True
     return isinstance(exc, DeltaError) and any(word in str(exc).lower() for word in _CONFLICT_WORDS)
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    """The store did not answer: a network or service error of delta-rs, s3fs/botocore or aiohttp."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    name = type(exc).__name__
-    if "Connect" in name or "Timeout" in name:  # botocore EndpointConnectionError, ReadTimeoutError, ...
-        return True
-    text = " ".join(str(exc).lower().split())
-    return isinstance(exc, (OSError, DeltaError)) and any(word in text for word in _UNAVAILABLE_WORDS)
 
 
 def _backoff(attempt_no: int) -> float:
@@ -280,9 +254,18 @@ def _commit_properties(table: DeltaTable, record: MaterializationRecord) -> Comm
     )
 
 
-def _ensure_table(table_uri: str, schema: pa.Schema, column: str, options: Mapping[str, str] | None) -> None:
-    """Create the table with an empty CREATE commit if absent; a creator racing us is as good as us."""
-    opts = dict(options or {})
+def _ensure_table(
+    table_uri: str, schema: pa.Schema, column: str, options: Mapping[str, str] | None, *, partition: str
+) -> None:
+    """Create the table with an empty CREATE commit if absent; a creator racing us is as good as us.
+
+    The first request a write makes to the store: a refusing or unreachable store is named here.
+    """
+    with storage_errors_named(table_uri, partition):
+        _create_if_absent(table_uri, schema, column, dict(options or {}))
+
+
+def _create_if_absent(table_uri: str, schema: pa.Schema, column: str, opts: dict[str, str]) -> None:
     if DeltaTable.is_deltatable(table_uri, storage_options=opts):
         return
     if column not in schema.names:

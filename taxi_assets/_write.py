@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
-from partitions import add_action_for, filesystem_for
+from partitions import add_action_for, filesystem_for, storage_errors_named
 
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 1
@@ -99,6 +99,10 @@ class FileSeries:
 
     ``write_group`` adds one row group (the whole table given) to the open file, opening one when needed and
     closing it after ``groups_per_file`` groups. Not thread-safe: one series belongs to one writer thread.
+
+    Uploads happen here, so their failures are named here: a store that does not answer after pyarrow's retries
+    raises ``StorageUnavailable`` (transient: the month keeps its committed version and a retry may pass), refused
+    credentials ``StorageAccessDenied``, both naming the table and the partition; nothing is committed either way.
     """
 
     table_uri: str
@@ -120,18 +124,20 @@ class FileSeries:
     def write_group(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        if self._writer is None:
-            self._open()
-        assert self._writer is not None
-        self._writer.write_table(table.select(self.schema.names), row_group_size=table.num_rows)
-        self._groups += 1
-        if self._groups >= self.groups_per_file:
-            self._close_file()
+        with storage_errors_named(self.table_uri, self.key):
+            if self._writer is None:
+                self._open()
+            assert self._writer is not None
+            self._writer.write_table(table.select(self.schema.names), row_group_size=table.num_rows)
+            self._groups += 1
+            if self._groups >= self.groups_per_file:
+                self._close_file()
 
     def close(self) -> list[AddAction]:
         """Finish the open file; every file of the series as an add action."""
         if self._writer is not None:
-            self._close_file()
+            with storage_errors_named(self.table_uri, self.key):
+                self._close_file()
         return list(self.adds)
 
     def abort(self) -> None:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from partitions.listing import filesystem_for
 from partitions.source import SourceFile
+from partitions.storage_errors import classify_storage_error
 from taxi_assets.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.cleaning import Split, context_for, split
 from taxi_assets.errors import SourceRejected, SourceUnavailable, UnreadableSource
@@ -171,11 +172,12 @@ def _is_plain_text(t: pa.DataType) -> bool:
 
 
 def _is_storage_error(exc: BaseException) -> bool:
-    """The store or the network failed (retry may pass), as opposed to the file's bytes being wrong."""
-    if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
-        return True
-    text = str(exc)
-    return "AWS Error" in text or "curlCode" in text
+    """The store or the network failed, or the file vanished since the listing, not the file's bytes being wrong.
+
+    The shared classifier decides (``partitions.storage_errors``); any store failure counts, refused
+    credentials and other store errors included: none of them may be recorded against a good file.
+    """
+    return isinstance(exc, FileNotFoundError) or classify_storage_error(exc) is not None
 
 
 def _short(exc: BaseException) -> str:

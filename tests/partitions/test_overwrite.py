@@ -10,7 +10,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from partitions_cases import COLUMN, SCHEMA, month_rows, record, source, warm_up, write_at
 
 from partitions.delta_log import read_records
-from partitions.errors import CommitConflictExhausted, PartitionMismatch
+from partitions.errors import CommitConflictExhausted, PartitionMismatch, StorageAccessDenied, Transient
 from partitions.files import write_partition_file
 from partitions.overwrite import (
     _commit,
@@ -157,10 +157,23 @@ def test_a_non_conflict_error_without_a_commit_is_raised_unchanged(tmp_path):
     write(uri, "2019-02")
 
     def broken(table):
-        raise PermissionError("denied")
+        raise ValueError("a bug, not the store")
 
-    with pytest.raises(PermissionError):
+    with pytest.raises(ValueError, match="a bug"):
         _commit(uri, record("2019-02", "run-x"), broken, storage_options=None, max_attempts=3)
+
+
+def test_a_refused_write_is_named_and_not_transient(tmp_path):
+    uri = str(tmp_path / "events")
+    write(uri, "2019-02")
+
+    def refused(table):
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(StorageAccessDenied, match="2019-02: access to .*events was refused") as caught:
+        _commit(uri, record("2019-02", "run-x"), refused, storage_options=None, max_attempts=3)
+    assert not isinstance(caught.value, Transient)
+    assert isinstance(caught.value.__cause__, PermissionError)
 
 
 def test_conflicts_are_retried_then_reported_as_exhausted(tmp_path):
