@@ -165,9 +165,10 @@ class StorageFailure:
 def classify_storage_error(exc: BaseException) -> StorageFailure | None:
     """The store failure ``exc`` stands for, or None when it is something else (bad data, a bug, a 404).
 
-    Our own ``PartitionsError`` is never a store failure: it was classified where it was raised.
+    Our own ``PartitionsError`` is never a store failure (it was classified where it was raised), nor is a
+    ``FileNotFoundError`` (a 404 is an answer: the caller knows whether a missing object is normal).
     """
-    if isinstance(exc, PartitionsError):
+    if isinstance(exc, PartitionsError | FileNotFoundError):
         return None
     name = type(exc).__name__
     found = _from_client_error(exc) or _from_client_error(exc.__cause__)

@@ -170,7 +170,7 @@ def test_a_refused_write_is_named_and_not_transient(tmp_path):
     def refused(table):
         raise PermissionError(13, "Permission denied")
 
-    with pytest.raises(StorageAccessDenied, match="2019-02: access to .*events was refused") as caught:
+    with pytest.raises(StorageAccessDenied, match=r"2019-02: access to .*events was refused") as caught:
         _commit(uri, record("2019-02", "run-x"), refused, storage_options=None, max_attempts=3)
     assert not isinstance(caught.value, Transient)
     assert isinstance(caught.value.__cause__, PermissionError)

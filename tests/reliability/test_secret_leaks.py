@@ -41,6 +41,7 @@ from partitions.maintenance import checkpoint
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
+from partitions.storage_errors import open_table
 from taxi_assets.errors import UnreadableSource
 from taxi_assets.reader import MonthReader
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
@@ -91,7 +92,7 @@ def operations(cfg: Settings) -> dict[str, Callable[[], object]]:
         "list the source": lambda: list_months(cfg),
         "plan": lambda: plan_months(cfg),
         "read the log": lambda: read_records(trips, storage_options=options),
-        "open the Delta table": lambda: DeltaTable(trips, storage_options=options),
+        "open the Delta table": lambda: open_table(trips, storage_options=options),
         "read a month": read_month,
         "materialize a month": lambda: materialize_month(source, cfg, run_id="run-x"),
         "record a failure": lambda: record_failure(
@@ -114,7 +115,7 @@ def everything_said(op: Callable[[], object]) -> tuple[str, str]:
     return outcome, said + "".join(str(w.message) for w in caught)
 
 
-def scan(cfg: Settings, secret: str, figure, case: str) -> None:
+def scan(cfg: Settings, secret: str, figure, case: str) -> dict[str, str]:
     leaks, outcomes = [], {}
     for name, op in operations(cfg).items():
         outcome, said = everything_said(op)
@@ -125,14 +126,21 @@ def scan(cfg: Settings, secret: str, figure, case: str) -> None:
     assert leaks == []
     assert "no error" not in {v for k, v in outcomes.items() if k != "record a failure"}, outcomes
     figure("secrets", case=case, places=len(outcomes), outcomes=outcomes, leaks=len(leaks))
+    return outcomes
+
+
+NAMED_READS = ("read the log", "open the Delta table", "plan")  # partitions.storage_errors names these
 
 
 def test_errors_with_refused_credentials_name_no_secret(bucket, proxy, figure):
     proxy.deny()
     try:
-        scan(settings_at(bucket, proxy.endpoint, WRONG_SECRET), WRONG_SECRET, figure, "credentials refused (403)")
+        outcomes = scan(
+            settings_at(bucket, proxy.endpoint, WRONG_SECRET), WRONG_SECRET, figure, "credentials refused (403)"
+        )
     finally:
         proxy.up()
+    assert {outcomes[name] for name in (*NAMED_READS, "list the source")} == {"StorageAccessDenied"}, outcomes
 
 
 @pytest.mark.slow
@@ -140,7 +148,8 @@ def test_errors_with_an_unreachable_endpoint_name_no_secret(bucket, figure, monk
     monkeypatch.setattr(_storage, "S3_MAX_ATTEMPTS", 1)  # fail fast; the messages are what matter here
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore (s3fs), likewise
     cfg = settings_at(bucket, f"http://127.0.0.1:{free_port()}", WRONG_SECRET)
-    scan(cfg, WRONG_SECRET, figure, "endpoint unreachable")
+    outcomes = scan(cfg, WRONG_SECRET, figure, "endpoint unreachable")
+    assert outcomes["read the log"] == outcomes["open the Delta table"] == "StorageUnavailable", outcomes
 
 
 def test_cli_output_names_no_secret(bucket, proxy, figure):

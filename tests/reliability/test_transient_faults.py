@@ -12,6 +12,7 @@ Each case writes its own month of one shared bucket, with ``steps.materialize_mo
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 import pytest
@@ -64,6 +65,7 @@ class Fault:
     rules: tuple[dict, ...]  # Proxy.fail arguments, all armed at once
     must_succeed: bool = True  # else: succeed, or fail with a Transient error and leave everything whole
     pyarrow_attempts: int = _storage.S3_MAX_ATTEMPTS  # fewer: an outage outlasts them sooner (backoff 1, 2, 4 s)
+    upload_fails: bool = False  # the trips data-file upload fails: the writer itself names the error
 
 
 FAULTS = [
@@ -105,6 +107,7 @@ FAULTS = [
         (dict(fault="error", status=500, method="PUT|POST", path="trips/month%3D", count=40),),
         must_succeed=False,
         pyarrow_attempts=2,
+        upload_fails=True,
     ),
     Fault(
         "source_errors_outlasting_the_retries",
@@ -156,6 +159,12 @@ def test_a_fault_is_ridden_out_or_fails_the_month_cleanly(cfg, proxy, fault, fig
     else:
         assert not fault.must_succeed, f"{fault.name}: {error!r}"
         assert isinstance(error, Transient)
+        if fault.upload_fails:  # raised where the upload happens (FileSeries), naming the table and the month
+            assert isinstance(error, StorageUnavailable)
+            assert (error.table_uri, error.partition) == (cfg.trips_uri, month)
+            assert any(f.filename.endswith("_write.py") for f in traceback.extract_tb(error.__traceback__))
+            assert snapshot(cfg, month) == before, "the files started were deleted"
+            assert len(log(cfg, "trips")) == trips_log, "nothing committed, no failure recorded"
         assert snapshot(cfg, month).trips_files == before.trips_files  # readers keep v1 whole
         assert month_rows(cfg, "trips", month) == before.trips_rows
         if isinstance(error, SourceUnavailable):  # failed before any commit: nothing at all was written
