@@ -35,7 +35,13 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, PostCommitHookProperties
 
 from partitions.delta_log import find_record, maybe_write_state_checkpoint
-from partitions.errors import CommitConflictExhausted, PartitionMismatch, PartitionsError
+from partitions.errors import (
+    CommitConflictExhausted,
+    PartitionMismatch,
+    PartitionsError,
+    StorageAccessDenied,
+    StorageUnavailable,
+)
 from partitions.records import MaterializationRecord
 from partitions.storage_errors import open_table, storage_errors_named
 
@@ -154,7 +160,7 @@ def record_failure(
             )
 
         return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=3)
-    except (DeltaError, OSError, PartitionsError) as exc:  # conflicts, an unavailable or refusing store ...
+    except (DeltaError, OSError, CommitConflictExhausted, StorageUnavailable, StorageAccessDenied) as exc:
         warnings.warn(f"{record.partition}: could not record the failure in {table_uri}: {exc}", stacklevel=2)
         return None
 

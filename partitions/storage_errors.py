@@ -55,79 +55,40 @@ FailureKind = Literal["unavailable", "denied", "rejected"]
 # pyarrow's S3 error codes (Aws::S3::S3Errors / Aws::Client::CoreErrors names), upper case as pyarrow prints them.
 _AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))? during (\w+) operation")
 _PYARROW_DENIED: Final = frozenset(
-    {
-        "ACCESS_DENIED",
-        "INVALID_ACCESS_KEY_ID",
-        "SIGNATURE_DOES_NOT_MATCH",
-        "EXPIRED_TOKEN",
-        "INVALID_CLIENT_TOKEN_ID",
-        "MISSING_AUTHENTICATION_TOKEN",
-        "UNRECOGNIZED_CLIENT",
-        "INVALID_SIGNATURE",
-        "INCOMPLETE_SIGNATURE",
-    }
+    (
+        "ACCESS_DENIED INVALID_ACCESS_KEY_ID SIGNATURE_DOES_NOT_MATCH EXPIRED_TOKEN INVALID_CLIENT_TOKEN_ID "
+        "MISSING_AUTHENTICATION_TOKEN UNRECOGNIZED_CLIENT INVALID_SIGNATURE INCOMPLETE_SIGNATURE"
+    ).split()
 )
 _PYARROW_UNAVAILABLE: Final = frozenset(
-    {
-        "NETWORK_CONNECTION",
-        "INTERNAL_FAILURE",
-        "SERVICE_UNAVAILABLE",
-        "SLOW_DOWN",
-        "THROTTLING",
-        "REQUEST_TIMEOUT",
-        "REQUEST_TIMEOUT_EXCEPTION",
-        "REQUEST_LIMIT_EXCEEDED",
-    }
+    (
+        "NETWORK_CONNECTION INTERNAL_FAILURE SERVICE_UNAVAILABLE SLOW_DOWN THROTTLING REQUEST_TIMEOUT "
+        "REQUEST_TIMEOUT_EXCEPTION REQUEST_LIMIT_EXCEEDED"
+    ).split()
 )
 # S3 / STS error codes as botocore reports them (``ClientError.response["Error"]["Code"]``).
 _BOTO_DENIED: Final = frozenset(
-    {
-        "AccessDenied",
-        "AccountProblem",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "NotSignedUp",
-        "RequestTimeTooSkewed",
-        "401",
-        "403",
-    }
+    (
+        "AccessDenied AccountProblem AllAccessDisabled InvalidAccessKeyId SignatureDoesNotMatch ExpiredToken "
+        "ExpiredTokenException InvalidToken InvalidClientTokenId UnrecognizedClientException NotSignedUp "
+        "RequestTimeTooSkewed 401 403"
+    ).split()
 )
 _BOTO_UNAVAILABLE: Final = frozenset(
-    {
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "OperationAborted",
-    }
+    (
+        "SlowDown ServiceUnavailable InternalError RequestTimeout Throttling ThrottlingException "
+        "RequestLimitExceeded TooManyRequestsException OperationAborted"
+    ).split()
 )
 _BOTO_CONNECTION_CLASSES: Final = frozenset(  # botocore and aiohttp; none is an OSError
-    {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "HTTPClientError",
-        "ProxyConnectionError",
-        "ClientConnectionError",
-        "ClientConnectorError",
-        "ServerDisconnectedError",
-        "ServerTimeoutError",
-        "ClientPayloadError",
-    }
+    (
+        "EndpointConnectionError ConnectTimeoutError ReadTimeoutError ConnectionClosedError HTTPClientError "
+        "ProxyConnectionError ClientConnectionError ClientConnectorError ServerDisconnectedError "
+        "ServerTimeoutError ClientPayloadError"
+    ).split()
 )
 _BOTO_CREDENTIAL_CLASSES: Final = frozenset(
-    {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "TokenRetrievalError"}
+    "NoCredentialsError PartialCredentialsError CredentialRetrievalError TokenRetrievalError".split()
 )
 _UNAVAILABLE_ERRNOS: Final = frozenset(
     {errno.EBUSY, getattr(errno, "EREMOTEIO", errno.EIO), errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET}
