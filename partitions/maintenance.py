@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deltalake import DeltaTable
-
 from partitions.delta_log import prune_state_checkpoints, write_state_checkpoint
 from partitions.overwrite import POST_COMMIT
+from partitions.storage_errors import open_table
 
 
 def checkpoint(
@@ -30,7 +29,7 @@ def checkpoint(
     just written holds their records.
     """
     options = dict(storage_options or {})
-    table = DeltaTable(table_uri, storage_options=options)
+    table = open_table(table_uri, storage_options=options)
     table.create_checkpoint()
     version = table.version()
     write_state_checkpoint(table_uri, version=version, storage_options=options)
@@ -52,7 +51,7 @@ def compact(
 
     ``column`` defaults to the table's single partition column. Returns delta-rs's metrics.
     """
-    table = DeltaTable(table_uri, storage_options=dict(storage_options or {}))
+    table = open_table(table_uri, storage_options=storage_options)
     filters = None
     if partition is not None:
         columns = [column] if column else list(table.metadata().partition_columns)
@@ -82,7 +81,7 @@ def vacuum(
     files no commit ever named, older than the retention: what a writer killed before its commit leaves
     behind; delta-rs's "lite" mode (``full=False``) only sees files a commit removed.
     """
-    table = DeltaTable(table_uri, storage_options=dict(storage_options or {}))
+    table = open_table(table_uri, storage_options=storage_options)
     return list(
         table.vacuum(
             retention_hours=retention_hours,

@@ -20,13 +20,13 @@ from typing import Final
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from partitions.code_version import code_version
 from partitions.delta_log import read_records
 from partitions.overwrite import overwrite_partition
 from partitions.records import MaterializationRecord
 from partitions.staleness import PlanRow, plan, upstream_sources
+from partitions.storage_errors import open_table
 from taxi_assets.errors import ConfigurationError
 from taxi_assets.schema import PARTITION_COLUMN
 from taxi_assets.settings import Settings
@@ -137,9 +137,8 @@ def materialize_daily_summary(month: str, cfg: Settings, *, run_id: str, now: Ca
 
 def summarize(trips_uri: str, month: str, *, version: int, storage_options: dict[str, str] | None = None) -> pa.Table:
     """The summary rows of ``month`` from ``trips`` at ``version``, on :func:`summary_schema` (pure read)."""
-    dataset = DeltaTable(trips_uri, version=version, storage_options=storage_options).to_pyarrow_dataset(
-        partitions=[(PARTITION_COLUMN, "=", month)]
-    )
+    table = open_table(trips_uri, version=version, storage_options=storage_options, partition=month)
+    dataset = table.to_pyarrow_dataset(partitions=[(PARTITION_COLUMN, "=", month)])
     zones = zone_lookup().select(["LocationID", "Borough"])
     companies = pa.table({"license": list(COMPANIES), "company": list(COMPANIES.values())})
     con = duckdb.connect()

@@ -30,9 +30,10 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from partitions.errors import StorageAccessDenied
 from partitions.listing import filesystem_for
 from partitions.source import SourceFile
-from partitions.storage_errors import classify_storage_error
+from partitions.storage_errors import classify_storage_error, display_uri
 from taxi_assets.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.cleaning import Split, context_for, split
 from taxi_assets.errors import SourceRejected, SourceUnavailable, UnreadableSource
@@ -87,7 +88,7 @@ class MonthReader:
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
             self.close()
             if _is_storage_error(exc):
-                raise SourceUnavailable(uri, f"reading failed ({_short(exc)})") from exc
+                raise _store_failure(exc, month, uri, "reading failed") from exc
             raise UnreadableSource(
                 month, uri, f"not a readable parquet file ({_short(exc)})", "replace the file at the source"
             ) from exc
@@ -158,7 +159,7 @@ class MonthReader:
                 yield part
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             if _is_storage_error(exc):
-                raise SourceUnavailable(uri, f"reading failed after {offset} rows ({_short(exc)})") from exc
+                raise _store_failure(exc, month, uri, f"reading failed after {offset} rows") from exc
             raise UnreadableSource(
                 month,
                 uri,
@@ -178,6 +179,14 @@ def _is_storage_error(exc: BaseException) -> bool:
     credentials and other store errors included: none of them may be recorded against a good file.
     """
     return isinstance(exc, FileNotFoundError) or classify_storage_error(exc) is not None
+
+
+def _store_failure(exc: BaseException, month: str, uri: str, what: str) -> SourceUnavailable | StorageAccessDenied:
+    """Refused credentials stop the month with what to check (a retry gets the same 403); anything else retries."""
+    found = classify_storage_error(exc)
+    if found is not None and found.kind == "denied":
+        return StorageAccessDenied(display_uri(uri), month, f"{what}: {found.reason}")
+    return SourceUnavailable(display_uri(uri), f"{what} ({_short(exc)})")
 
 
 def _short(exc: BaseException) -> str:

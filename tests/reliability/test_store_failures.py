@@ -197,3 +197,25 @@ def test_a_refused_upload_fails_the_month_from_the_writer_and_commits_nothing(s3
     assert snapshot(cfg, MONTH) == before, "readers see v1 whole; the files started were deleted"
     assert {name: len(log(cfg, name)) for name in ("trips", "quarantine")} == logs, "no commit at all"
     assert cfg.storage_options(cfg.trips_uri)["AWS_SECRET_ACCESS_KEY"] not in said
+
+
+def test_a_source_month_the_store_refuses_to_read_stops_the_month_without_a_retry(s3_server, proxy):
+    """The listing passed, then the object itself is refused: not a transient fault, and not the file's fault."""
+    cfg = s3_settings(s3_server, s3_server.make_bucket("refused-read"), endpoint=proxy.endpoint)
+    put_source(cfg, MONTH, published_month(MONTH, 200, seed=7))
+    plan = plan_months(cfg, partitions=[MONTH])
+    proxy.fail("deny", method="GET|HEAD", path=rf"/source/.*{MONTH}\.parquet", count=10_000)
+
+    exc, said = raised(
+        lambda: materialize_month(plan.listing.files[MONTH], cfg, run_id=new_run_id(), code_version="cv"),
+        StorageAccessDenied,
+    )
+
+    assert proxy.stats()["faults"].get("deny", 0) >= 1
+    assert not isinstance(exc, Transient), "a retry with the same keys gets the same 403"
+    assert exc.partition == MONTH
+    assert exc.uri == plan.listing.files[MONTH].uri
+    assert "check the credentials" in str(exc)
+    assert cfg.storage_options(cfg.trips_uri)["AWS_SECRET_ACCESS_KEY"] not in said
+    proxy.up()
+    assert log(cfg, "trips") == [], "nothing recorded against a good file"
