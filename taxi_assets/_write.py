@@ -34,8 +34,11 @@ from partitions import add_action_for, filesystem_for, storage_errors_named
 
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 1
-ROW_GROUP_ROWS: Final = 1 << 20  # the newer Arrow default and the 2025 TLC files' own groups (spec 7.1)
-GROUPS_PER_FILE: Final = 4  # ~4 Mi rows, ~100 MB per data file
+# 768 Ki rows (~0.8 M): two groups in flight are the write's memory bound, and at this size a 2 M-row month
+# already reaches it, so peak memory is the same for a 2 M and a 25 M month (1 Mi groups: +31-42 % from 2 M to
+# 16 M rows, 768 Ki: +13 %, 512 Ki: +9 %; 512 Ki cost the same CPU: docs/performance.md).
+ROW_GROUP_ROWS: Final = 768 << 10
+GROUPS_PER_FILE: Final = 5  # ~3.75 Mi rows, ~95 MB per data file
 POOL_DECAY_MS: Final = 1_000
 
 
@@ -46,7 +49,7 @@ class WriteLayout:
     rows_per_group: int = ROW_GROUP_ROWS
     groups_per_file: int = GROUPS_PER_FILE
     lanes: int = 2  # one per core of the small VM the issue targets; quarantine always uses one
-    max_groups: int = 2  # groups held at once (filling or encoding): the memory bound, ~160 MB each
+    max_groups: int = 2  # groups held at once (filling or encoding): the memory bound, ~110 MB each
 
 
 @contextmanager
