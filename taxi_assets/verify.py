@@ -39,9 +39,10 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from partitions.keys import month_bounds
-from taxi_assets.analytics import add_s3_secret, checks_schema, open_connection, register_table
+from taxi_assets._duplicates import SourceFile, duplicates_against_source, rows_against_stream
+from taxi_assets.analytics import checks_schema, open_connection, register_table
 from taxi_assets.cleaning import PICKUP_TOLERANCE
-from taxi_assets.fingerprint import RowsFingerprint, row_hash_sql
+from taxi_assets.fingerprint import METHOD, RowsFingerprint, row_hash_sql
 from taxi_assets.schema import PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
 
 CHECK_NAMES: Final = (
@@ -52,9 +53,6 @@ CHECK_NAMES: Final = (
     "no_duplicates_introduced",
     "required_not_null",
 )
-# Spec 3, A17: exact duplicate rows are "never seen in fhvhv" (S6 and S7 count 0): the expectation when
-# the source file is not scanned.
-NO_SOURCE_DUPLICATES: Final = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +103,10 @@ def verify_month_checks(
     scan of the month, and the duplicate check compares fingerprints: the source is read only when they differ,
     to say how many duplicates the month and the source hold. Without one (or one taken by another DuckDB
     version), the duplicate check counts distinct rows in the month and compares with the duplicates DuckDB
-    counts in ``source_uri`` (one more read of it), or with :data:`NO_SOURCE_DUPLICATES`, the spec's fact.
+    counts in ``source_uri`` (one more read of it), or with the spec's fact that FHVHV files have none.
     """
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    streamed = fingerprint if fingerprint is not None and fingerprint.comparable(RowsFingerprint(0, 0)) else None
+    streamed = fingerprint if fingerprint is not None and fingerprint.method == METHOD else None
     con = open_connection(storage_options=storage_options)
     try:
         register_table(
@@ -122,13 +120,13 @@ def verify_month_checks(
             version=quarantine_version,
             storage_options=storage_options,
         )
-        stats = _trips_stats(con, month, count_distinct=streamed is None)
+        stats = _trips_stats(con, month)
         bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
-        source = _SourceFile(source_uri, source_storage_options)
+        source = SourceFile(source_uri, source_storage_options)
         if streamed is None:
-            duplicates = _duplicates_against_source(con, month, stats, source)
+            duplicates = duplicates_against_source(con, "trips_v", month, source)
         else:
-            duplicates = _rows_against_stream(con, month, stats, streamed, source)
+            duplicates = rows_against_stream(con, "trips_v", month, stats.fingerprint, streamed, source)
     finally:
         con.close()
 
@@ -156,13 +154,6 @@ class _TripsStats:
     off_month: int
     nulls: dict[str, int]
     fingerprint: RowsFingerprint
-    hash_duplicates: int | None  # count(*) - count(DISTINCT row hash), when asked for
-
-
-@dataclass(frozen=True, slots=True)
-class _SourceFile:
-    uri: str | None
-    storage_options: Mapping[str, str] | None
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
@@ -170,108 +161,26 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> 
     return int(row[0] or 0) if row else 0
 
 
-def _trips_stats(con: duckdb.DuckDBPyConnection, month: str, *, count_distinct: bool) -> _TripsStats:
-    """Rows, rows off the month, nulls per required column and the fingerprint: one scan, no hash table.
+def _trips_stats(con: duckdb.DuckDBPyConnection, month: str) -> _TripsStats:
+    """Rows, rows off the month, nulls per required column and the fingerprint: one scan, plain aggregates.
 
-    ``count_distinct`` adds the duplicate count by row hash (the fallback without a streamed fingerprint),
-    whose hash table grows with the month.
+    No ``DISTINCT`` here: its hash table grows with the month (it was most of the checks' time and memory).
     """
     low, high = month_bounds(month)
     nulls = ", ".join(f'count(*) - count("{c}")' for c in REQUIRED)
-    distinct = f", count(*) - count(DISTINCT {row_hash_sql()})" if count_distinct else ""
     sql = f"""
         SELECT count(*),
                count(*) FILTER (WHERE pickup_datetime < ? OR pickup_datetime >= ?),
                sum({row_hash_sql()}),
-               {nulls}{distinct}
+               {nulls}
         FROM trips_v WHERE {PARTITION_COLUMN} = ?
     """
     row = con.execute(sql, [low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE, month]).fetchone()
     assert row is not None
     values = [int(v or 0) for v in row]
-    rows, off_month, hash_sum, rest = values[0], values[1], values[2], values[3:]
-    return _TripsStats(
-        rows=rows,
-        off_month=off_month,
-        nulls=dict(zip(REQUIRED, rest[: len(REQUIRED)], strict=True)),
-        fingerprint=RowsFingerprint(rows, hash_sum),
-        hash_duplicates=rest[len(REQUIRED)] if count_distinct else None,
-    )
-
-
-def _rows_against_stream(
-    con: duckdb.DuckDBPyConnection,
-    month: str,
-    stats: _TripsStats,
-    streamed: RowsFingerprint,
-    source: _SourceFile,
-) -> tuple[bool, str, str]:
-    """(passed, observed, expected): the committed rows are, as a multiset, the rows the run streamed.
-
-    Equal fingerprints pass without another read. Different ones (the rare, expensive path) count the
-    month's duplicate rows and, given a source, the source's, so the message says what went wrong.
-    """
-    written = stats.fingerprint
-    expected = f"{streamed.rows} rows, fingerprint {streamed.short} (the rows the run streamed)"
-    if written == streamed:
-        return True, f"{written.rows} rows, fingerprint {written.short}", expected
-    dups = _written_duplicates(con, month)
-    in_source = _source_duplicates(con, source)
-    source_text = f", source has {in_source}" if in_source is not None else ""
-    observed = (
-        f"rows differ from those streamed: {_duplicate_rows(dups)}{source_text} "
-        f"({written.rows} rows, fingerprint {written.short})"
-    )
-    return False, observed, expected
-
-
-def _duplicates_against_source(
-    con: duckdb.DuckDBPyConnection, month: str, stats: _TripsStats, source: _SourceFile
-) -> tuple[bool, str, str]:
-    """(passed, observed, expected): duplicate full rows in the month <= those in the source file itself."""
-    in_source = _source_duplicates(con, source)
-    if in_source is not None:
-        allowed, note = in_source, "in the source file"
-    elif source.uri:  # e.g. a source only pyarrow/s3fs can open: fall back on the documented fact
-        allowed, note = NO_SOURCE_DUPLICATES, "source not readable by DuckDB; spec: no exact duplicates"
-    else:
-        allowed, note = NO_SOURCE_DUPLICATES, "spec: FHVHV files have no exact duplicates"
-    by_hash = stats.hash_duplicates if stats.hash_duplicates is not None else _hash_duplicates(con, month)
-    dups = by_hash if by_hash <= allowed else _exact_duplicates(con, month)  # a hash count can only over-count
-    return dups <= allowed, _duplicate_rows(dups), f"<= {allowed} ({note})"
-
-
-def _duplicate_rows(count: int) -> str:
-    return f"{count} duplicate row{'' if count == 1 else 's'}"
-
-
-def _written_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
-    """Duplicate full rows of the month: by row hash, then on whole rows when the hash finds any (collisions)."""
-    return _exact_duplicates(con, month) if _hash_duplicates(con, month) else 0
-
-
-def _hash_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
-    """Rows minus distinct row hashes: an upper bound of the duplicates (a collision merges two rows)."""
-    sql = f"SELECT count(*) - count(DISTINCT {row_hash_sql()}) FROM trips_v WHERE {PARTITION_COLUMN} = ?"
-    return _one(con, sql, [month])
-
-
-def _exact_duplicates(con: duckdb.DuckDBPyConnection, month: str) -> int:
-    """Duplicates compared on whole rows, run only when the hash count says too many (hash collisions)."""
-    sql = f"SELECT count(*) - count(DISTINCT t) FROM (SELECT * FROM trips_v WHERE {PARTITION_COLUMN} = ?) t"
-    return _one(con, sql, [month])
-
-
-def _source_duplicates(con: duckdb.DuckDBPyConnection, source: _SourceFile) -> int | None:
-    """Duplicate full rows in the source file as published; None without a source or when DuckDB cannot read it."""
-    if not source.uri:
-        return None
-    if source.uri.startswith("s3://") and source.storage_options:
-        add_s3_secret(con, source.storage_options, scope=source.uri)
-    try:
-        return _one(con, "SELECT count(*) - count(DISTINCT hash(t)) FROM read_parquet(?) t", [source.uri])
-    except duckdb.Error:
-        return None
+    rows, off_month, hash_sum = values[:3]
+    nulls_by_column = dict(zip(REQUIRED, values[3:], strict=True))
+    return _TripsStats(rows, off_month, nulls_by_column, RowsFingerprint(rows, hash_sum))
 
 
 def record_checks(
