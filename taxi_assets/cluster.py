@@ -119,6 +119,13 @@ def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec
     )
     if need > usable:
         reason += "; the largest month may not fit in this machine's memory: consider cluster='coiled'"
+    # One month: the worker runs in this process (threads), as `taxi-assets materialize` does. A worker process
+    # would cost a nanny, a second interpreter and its imports (~3 s of CPU here), all spent before and around
+    # a single task that nothing runs in parallel with. Several months: processes, for parallelism (the GIL)
+    # and memory isolation (the nanny restarts a worker past its memory limit).
+    processes = workers > 1
+    if not processes:
+        reason += "; one month: an in-process worker"
     return ClusterSpec(
         kind="local",
         n_workers=workers,
@@ -126,7 +133,7 @@ def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec
         kwargs={
             "n_workers": workers,
             "threads_per_worker": 1,
-            "processes": True,  # months run in parallel only across processes (the GIL), and pickling is real
+            "processes": processes,
             "dashboard_address": ":0",  # a free port: two runs on one machine must not collide
             "memory_limit": limit,
         },
@@ -143,6 +150,9 @@ def _coiled(months: int, need: int, opts: CoiledOptions, name: str | None) -> Cl
         "idle_timeout": opts.idle_timeout,  # the backstop if this process dies without closing
         "shutdown_on_close": True,
         "tags": {"project": "taxi-assets"},
+        # Coiled ships a frozen copy of the local dask.config to the cluster by default; that config can hold
+        # `coiled.token` (from `coiled login`, or set by start_cluster from a Secret block). The workers need none.
+        "send_dask_config": False,
     }
     if opts.vm_types:
         kwargs["worker_vm_types"] = list(opts.vm_types)  # Coiled refuses vm types together with memory
@@ -222,7 +232,7 @@ def start_cluster(
         yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0)
         return
     kwargs = dict(spec.kwargs)
-    if worker_env:
+    if worker_env and kwargs.get("processes", True):  # in-process workers share this process's settings
         kwargs["env" if spec.kind == "local" else "environ"] = dict(worker_env)
     factory = cluster_class(spec.kind)
     config: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()

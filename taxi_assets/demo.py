@@ -61,11 +61,21 @@ def demo(args: argparse.Namespace) -> int:
             source = args.source or f"s3://{DEMO_BUCKET}/source"
             sink = args.sink or f"s3://{DEMO_BUCKET}/warehouse"
             console().print(f"Started a throwaway S3-compatible server at {endpoint} (bucket {DEMO_BUCKET})")
-            return _story(Settings.resolve(source=source, sink=sink), args)
+            return _story(Settings.resolve(source=source, sink=sink), args, throwaway=True)
     return _story(Settings.resolve(source=args.source, sink=args.sink), args)
 
 
-def _story(cfg: Settings, args: argparse.Namespace) -> int:
+def next_hint(cfg: Settings, *, throwaway: bool) -> str:
+    """The closing hint: a query on the sink the demo wrote, unless that sink vanished with the throwaway server."""
+    if throwaway:
+        return (
+            f"The throwaway S3 server stopped, and {cfg.sink} with it. Next: `taxi-assets demo` keeps its tables in "
+            './data/warehouse, then: taxi-assets sql "SELECT month, count(*) FROM trips GROUP BY 1 ORDER BY 1"'
+        )
+    return f'Next: taxi-assets sql --sink {cfg.sink} "SELECT month, count(*) FROM trips GROUP BY 1 ORDER BY 1"'
+
+
+def _story(cfg: Settings, args: argparse.Namespace, *, throwaway: bool = False) -> int:
     # Prefect is imported here, not at module top: `synth` and the CLI's fast commands should not pay for it.
     from taxi_assets.flows import fhvhv_pipeline
 
@@ -105,7 +115,7 @@ def _story(cfg: Settings, args: argparse.Namespace) -> int:
         out.rule("Quality report")
         path = render_report(cfg.sink, args.report)
         out.print(f"Quality report (one offline HTML file): {path.resolve()}")
-    out.print(f'Next: taxi-assets sql --sink {cfg.sink} "SELECT month, count(*) FROM trips GROUP BY 1 ORDER BY 1"')
+    out.print(next_hint(cfg, throwaway=throwaway))
     return exit_code
 
 

@@ -130,3 +130,36 @@ class ReportFailed(TaxiAssetsError):
             f"{self.sink}: report {self.output} not written: {self.detail};"
             " check the sink with `taxi-assets status`, then run the report again"
         )
+
+
+class MonthBusy(TaxiAssetsError):
+    """Another run held the month's concurrency slot for longer than this run was willing to wait."""
+
+    exit_code: ClassVar[int] = 4
+
+    def __init__(self, partition: str, limit: str, waited: float) -> None:
+        super().__init__(partition, limit, waited)
+        self.partition, self.limit, self.waited = partition, limit, waited
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: another run is materializing this month (concurrency limit {self.limit!r} "
+            f"busy for {self.waited:g} s); let it finish, then re-run (TAXI_ASSETS_LOCK_TIMEOUT sets the wait)"
+        )
+
+
+class ApiUnavailable(TaxiAssetsError):
+    """The Prefect API a run needs could not be started or reached; nothing was written."""
+
+    exit_code: ClassVar[int] = 8
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(url, detail)
+        self.url, self.detail = url, detail
+
+    def __str__(self) -> str:
+        where = f"{self.url}: " if self.url else ""
+        return (
+            f"{where}{self.detail}; nothing was written: run again, or point PREFECT_API_URL at a running "
+            "Prefect server (`prefect server start`)"
+        )

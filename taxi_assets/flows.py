@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -39,7 +39,7 @@ from partitions.source import SourceFile
 from taxi_assets.analytics import query
 from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
 from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary
-from taxi_assets.errors import ConfigurationError, PartitionsFailed, TaxiAssetsError
+from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
 from taxi_assets.settings import S3Credentials, Settings
 from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
 
@@ -51,22 +51,6 @@ RETRY_DELAYS: Final[list[float]] = [
 ]  # seconds; with jitter, so retrying months do not hit the source in step
 # Characters Prefect refuses in an asset key; replaced so any path or URI gives a stable, valid key.
 _ASSET_KEY_REFUSED: Final = "\n\r\t\0 #?&%\"'<>[]{}|\\^`"
-
-
-class MonthBusy(TaxiAssetsError):
-    """Another run held the month's concurrency slot for longer than this run was willing to wait."""
-
-    exit_code: ClassVar[int] = 4
-
-    def __init__(self, partition: str, limit: str, waited: float) -> None:
-        super().__init__(partition, limit, waited)
-        self.partition, self.limit, self.waited = partition, limit, waited
-
-    def __str__(self) -> str:
-        return (
-            f"{self.partition}: another run is materializing this month (concurrency limit {self.limit!r} "
-            f"busy for {self.waited:g} s); let it finish, then re-run (TAXI_ASSETS_LOCK_TIMEOUT sets the wait)"
-        )
 
 
 def month_limit(month: str) -> str:
@@ -466,9 +450,13 @@ def fhvhv_pipeline(
     summary["results"] = results
     failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
-    verified = verify_run_task(cfg, summary["run_id"]) if written else {}
+    verified: dict[str, dict[str, int]] = {}
+    summary["daily_summary"] = []
+    if written:  # independent reads of the committed tables: concurrent (DuckDB releases the GIL)
+        verifying = verify_run_task.submit(cfg, summary["run_id"])
+        rebuilding = daily_summary_task.submit(cfg, summary["run_id"])
+        verified, summary["daily_summary"] = verifying.result(), rebuilding.result()
     summary["verified"] = verified
-    summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"]) if written else []
     for month in written:
         got = verified.get(month, {"passed": 0, "total": 0})
         if got["total"] == 0 or got["passed"] < got["total"]:

@@ -103,3 +103,15 @@ def test_synth_writes_month_files_and_every_command_has_help(tmp_path):
             [sys.executable, "-m", "taxi_assets", command, "--help"], capture_output=True, text=True, check=True
         ).stdout
         assert "--" in out
+
+
+def test_the_demos_closing_hint_names_a_sink_that_still_exists():
+    from taxi_assets.demo import next_hint
+    from taxi_assets.settings import Settings
+
+    local = Settings.resolve(source="data/source", sink="data/warehouse", env={})
+    assert next_hint(local, throwaway=False).startswith(f"Next: taxi-assets sql --sink {local.sink} ")
+    s3 = Settings.resolve(source="s3://taxi-assets-demo/source", sink="s3://taxi-assets-demo/warehouse", env={})
+    hint = next_hint(s3, throwaway=True)  # after `demo --s3`, the server and its bucket are gone
+    assert "--sink s3://" not in hint
+    assert "throwaway S3 server stopped" in hint

@@ -60,6 +60,22 @@ def test_local_gets_a_worker_per_month_up_to_the_cores() -> None:
     assert choose_cluster("local", month_sizes=[SMALL] * 12, cores=4, memory_bytes=64 * GiB).n_workers == 4
 
 
+def test_one_local_month_gets_an_in_process_worker() -> None:
+    spec = choose_cluster("local", month_sizes=[SMALL], cores=8, memory_bytes=64 * GiB)
+    assert (spec.n_workers, spec.kwargs["processes"]) == (1, False)
+    assert "one month: an in-process worker" in spec.reason
+
+
+def test_an_in_process_worker_gets_no_env_it_shares_this_process() -> None:
+    recorder = Recorder()
+    spec = choose_cluster("local", month_sizes=[SMALL], cores=2, memory_bytes=8 * GiB)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "local", recorder)
+        with start_cluster(spec, worker_env={"PREFECT_API_URL": "http://127.0.0.1:1/api"}):
+            pass
+    assert recorder.calls == [dict(spec.kwargs)]  # LocalCluster(processes=False) refuses a nanny's env
+
+
 def test_local_workers_are_bounded_by_the_memory_the_largest_month_needs() -> None:
     # 1 GB of parquet needs ~6 GiB; 16 GiB * 0.8 holds two such workers, not four.
     spec = choose_cluster("local", month_sizes=[SMALL, 1 * GiB, SMALL, SMALL], cores=8, memory_bytes=16 * GiB)
@@ -85,6 +101,7 @@ def test_coiled_arguments_follow_the_plan_and_the_options() -> None:
         "idle_timeout": "20 minutes",
         "shutdown_on_close": True,
         "tags": {"project": "taxi-assets"},
+        "send_dask_config": False,  # the local dask.config may hold coiled.token
         "worker_memory": "18GiB",  # 3 GiB of parquet x 6
         "name": "taxi-assets-run1",
     }
@@ -172,6 +189,7 @@ def test_coiled_gets_worker_env_as_environ_secrets_privately_and_the_token_only_
     assert recorder.calls == [
         {**spec.kwargs, "environ": {"PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w"}}
     ]
+    assert recorder.calls[0]["send_dask_config"] is False  # the token in dask.config stays on this machine
     assert recorder.tokens == ["coiled-token-1"]
     assert recorder.private == [{"PREFECT_API_KEY": "pnu_secret"}]
     assert "pnu_secret" not in repr(recorder.calls)

@@ -286,6 +286,7 @@ def test_coiled_gets_the_exact_arguments_and_its_token_from_a_secret_block(
             "idle_timeout": "20 minutes",
             "shutdown_on_close": True,
             "tags": {"project": "taxi-assets"},
+            "send_dask_config": False,
             "worker_memory": "8GiB",  # small months: the floor
             "software": "taxi-assets-env",
             "name": f"taxi-assets-{summary['run_id']}",

@@ -1,0 +1,165 @@
+"""A Prefect API for one `taxi-assets run`, started the moment the run knows it has work.
+
+With no ``PREFECT_API_URL``, Prefect starts its ephemeral API itself, but only when the flow first asks for a
+client: after importing Prefect and the whole server application into this process (~2.5 s here), and then it
+waits for the server's own start (~4 s: a uvicorn subprocess importing the API, checking the SQLite database's
+migrations, starting the in-memory services) doing nothing else. :func:`launch` starts the same server (the command,
+application factory and flags of Prefect's ``SubprocessASGIServer``, on the same ``PREFECT_HOME`` database)
+before Prefect is even imported, so its start overlaps this process's imports; :meth:`LaunchedApi.serve` then points
+the flow, its tasks and the Dask workers at it with ``PREFECT_API_URL`` like any server, and stops it after Prefect's
+log and event queues are drained into it.
+
+Nothing changes when an API is configured (``PREFECT_API_URL`` in the environment, a profile, ``prefect.toml``):
+:meth:`LaunchedApi.serve` sees it through Prefect's own settings and stops the launched server unused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from taxi_assets.errors import ApiUnavailable
+
+# Prefect's SubprocessASGIServer runs exactly this; PREFECT__SERVER_EPHEMERAL starts the services an ephemeral
+# server needs (task run recorder, event persister...) and no UI.
+_APP_FACTORY: Final = "prefect.server.api.server:create_app"
+_SERVER_ENV: Final = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+DEFAULT_STARTUP_TIMEOUT: Final = 180.0  # seconds; a fresh database's first migration on a busy 2-core machine
+STOP_TIMEOUT: Final = 5.0  # seconds for a graceful stop before the server is killed, as Prefect does
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prefect_package_parent() -> str:
+    """The directory holding the ``prefect`` package (uvicorn's ``--app-dir``), found without importing Prefect."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or not spec.submodule_search_locations:
+        raise ApiUnavailable("", "the prefect package is not installed in this environment")
+    return os.path.dirname(next(iter(spec.submodule_search_locations)))
+
+
+@dataclass
+class LaunchedApi:
+    """A Prefect API server process this run started; :meth:`serve` uses it (or a configured API) and stops it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until ``/api/health`` answers 200; :class:`ApiUnavailable` if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ApiUnavailable(self.url, f"the Prefect API server exited with code {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise ApiUnavailable(
+            self.url,
+            f"the Prefect API server did not answer within {timeout:g} s "
+            "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS sets the wait)",
+        )
+
+    def stop(self) -> None:
+        """Stop the server gracefully (SIGTERM), killing it after :data:`STOP_TIMEOUT` seconds."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @contextlib.contextmanager
+    def serve(self, *, timeout: float | None = None) -> Iterator[str]:
+        """The Prefect API URL to use inside the block: the configured one if any, else this server's.
+
+        Imports Prefect. When this server is used, ``PREFECT_API_URL`` points at it for the block (a Prefect
+        settings context, which task runners hand to their tasks), and at the end Prefect's queued logs and
+        events are sent before the server stops. The server stops on every way out.
+        """
+        from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+        try:
+            configured = get_current_settings().api.url
+            if configured:
+                self.stop()
+                yield configured
+                return
+            self.wait_ready(timeout if timeout is not None else startup_timeout())
+            # No flow run heartbeats: they let a long-lived server mark the runs of a dead process Crashed, but
+            # this server dies with this process; and each flow's end waits up to 1 s for the heartbeat thread.
+            with temporary_settings(updates={PREFECT_API_URL: self.url, "flows.heartbeat_frequency": None}):
+                try:
+                    yield self.url
+                finally:
+                    _drain_prefect_queues()
+        finally:
+            self.stop()
+
+
+def startup_timeout() -> float:
+    """Prefect's own setting for its ephemeral server's start, read from the environment (else 180 s)."""
+    raw = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "")
+    return float(raw) if raw.strip() else DEFAULT_STARTUP_TIMEOUT
+
+
+def launch() -> LaunchedApi:
+    """Start a Prefect API server process on a free port and return at once (it starts in the background).
+
+    Does not import Prefect. Its database is Prefect's (``PREFECT_HOME``/``PREFECT_API_DATABASE_*``), so runs stay
+    visible to a later ``prefect server start`` on the same home, as with Prefect's ephemeral API.
+    """
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        _prefect_package_parent(),
+        "--factory",
+        _APP_FACTORY,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
+    process = subprocess.Popen(cmd, env={**os.environ, **_SERVER_ENV})
+    return LaunchedApi(process=process, port=port)
+
+
+def _drain_prefect_queues() -> None:
+    """Send the logs and events Prefect still queues (it does so at exit, when this server is gone)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=STOP_TIMEOUT)

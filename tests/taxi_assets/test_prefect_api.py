@@ -1,0 +1,59 @@
+"""The Prefect API of a bare `taxi-assets run`: launched before Prefect is imported, used only when no API is
+configured, stopped on every way out; and a real stale run through the CLI on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from builders import write_months
+
+from taxi_assets.errors import ApiUnavailable
+from taxi_assets.prefect_api import LaunchedApi, launch
+
+
+def test_a_configured_api_wins_and_the_launched_server_is_stopped(prefect_api: str) -> None:
+    api = launch()
+    with api.serve() as url:
+        assert url.rstrip("/") == prefect_api.rstrip("/")
+        assert api.process.poll() is not None  # stopped before the block runs: never used
+    assert api.process.returncode is not None
+
+
+def test_a_server_that_dies_is_reported_with_the_next_step() -> None:
+    dead = LaunchedApi(process=subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]), port=9)
+    dead.process.wait()
+    with pytest.raises(ApiUnavailable, match="exited with code 3") as caught:
+        dead.wait_ready(timeout=5)
+    assert "PREFECT_API_URL" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_stale_run_without_an_api_runs_on_the_launched_server(tmp_path: Path) -> None:
+    source, sink = tmp_path / "source", tmp_path / "warehouse"
+    write_months(str(source), ["2019-02"], rows=200)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets", "run", "--source", str(source), "--sink", str(sink), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["stale"] == ["2019-02"]
+    assert [r["ok"] for r in summary["results"]] == [True]
+    assert summary["verified"]["2019-02"]["passed"] == summary["verified"]["2019-02"]["total"] > 0
+    assert "Starting temporary server" not in done.stderr  # Prefect did not start a second, ephemeral one
+    url = next(word for word in done.stderr.split() if word.startswith("http://127.0.0.1:"))
+    with pytest.raises(urllib.error.URLError, match="refused"):  # the server stopped with the run
+        urllib.request.urlopen(url.split("/runs/")[0] + "/api/health", timeout=2)
