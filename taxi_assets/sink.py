@@ -6,7 +6,7 @@ and a ``quarantine`` commit from a run that ``trips`` does not carry: the planne
 and the next run rebuilds it.
 
 The month streams through: the reader yields canonical, split batches; each table's
-:class:`~taxi_assets._write_pool.PartitionWriter` cuts them into 1 Mi-row groups and encodes them on writer
+:class:`~taxi_assets._write_pool.PartitionWriter` cuts them into 768 Ki-row groups and encodes them on writer
 threads into parquet files under the table; only then are the files committed, one Delta commit per table
 (``partitions.overwrite.commit_files``, which retries the commit, never the write). An error before the
 first commit deletes the files started; a crash leaves unreferenced files that no reader sees and vacuum

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from partitions.delta_log import read_records
-from partitions.errors import StorageUnavailable
 from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord, Status
@@ -124,7 +123,9 @@ def materialize_month(
 
     Order: ``quarantine`` first, then ``trips``; both commits carry the same run id, and the planner calls a
     month complete only when both agree and their counts add up. A rejected file writes no data: a failure
-    record goes into the ``trips`` log (an empty commit) so the month plans ``failed`` with the reason.
+    record goes into the ``trips`` log (an empty commit) so the month plans ``failed`` with the reason. A store
+    that fails arrives here already named by the reader or the writer (``StorageUnavailable``, retried by the
+    flow; ``StorageAccessDenied``, not): nothing is recorded against a good file.
     """
     t0 = time.perf_counter()
     version = code_version or trips_code_version()
@@ -135,11 +136,6 @@ def materialize_month(
     except SourceRejected as exc:
         _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc))
         raise
-    except OSError as exc:  # pyarrow could not upload a data file, even after its retries: nothing committed
-        text = str(exc)
-        if "AWS Error" not in text and "curlCode" not in text:
-            raise
-        raise StorageUnavailable(cfg.sink, month, text.strip().splitlines()[0][:200]) from exc
     return MonthResult(
         partition=month,
         ok=True,
