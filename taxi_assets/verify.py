@@ -27,6 +27,7 @@ Results go to the append-only ``<sink>/checks`` Delta table through :func:`recor
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -35,10 +36,12 @@ from typing import Final
 
 import duckdb
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from partitions.errors import StorageUnavailable
 from partitions.keys import month_bounds
+from partitions.storage_errors import open_table, storage_errors_named
 from taxi_assets._duplicates import SourceFile, duplicates_against_source, rows_against_stream
 from taxi_assets.analytics import checks_schema, open_connection, register_table
 from taxi_assets.cleaning import PICKUP_TOLERANCE
@@ -194,27 +197,44 @@ def record_checks(
 
     Appends never conflict with each other in Delta: delta-rs rebases a losing blind append onto the winner.
     What is left (two creators racing, a retry budget spent under heavy contention) retries here with
-    backoff, so concurrent runs' results all land, each exactly once per successful call.
+    backoff, so concurrent runs' results all land; so does a store that fails for a moment. Exactly once, even
+    when a commit landed but its response was lost: each batch carries a Delta app transaction (:func:`batch_id`
+    of its rows), and a retry that finds it in the table's snapshot does not append again.
     """
     opts = dict(storage_options or {}) or None
     if not checks:
-        return DeltaTable(checks_uri, storage_options=opts).version() if _exists(checks_uri, opts) else -1
+        return open_table(checks_uri, storage_options=opts).version() if _exists(checks_uri, opts) else -1
     data = pa.Table.from_pylist([_row(c) for c in checks], schema=checks_schema())
     meta = {
         "checks.partitions": ",".join(sorted({c.partition for c in checks})),
         "checks.run_ids": ",".join(sorted({c.run_id for c in checks})),
     }
+    batch = batch_id(checks)
     for attempt in range(1, max_attempts + 1):
         try:
-            _ensure_checks_table(checks_uri, opts)
-            table = DeltaTable(checks_uri, storage_options=opts)
-            write_deltalake(table, data, mode="append", commit_properties=CommitProperties(custom_metadata=meta))
-            return table.version()
+            with storage_errors_named(checks_uri, meta["checks.partitions"]):
+                _ensure_checks_table(checks_uri, opts)
+                table = open_table(checks_uri, storage_options=opts)
+                if table.transaction_version(batch) is not None:  # an earlier attempt landed: its response was lost
+                    return table.version()
+                properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(batch, 1)])
+                write_deltalake(table, data, mode="append", commit_properties=properties)
+                return table.version()
+        except StorageUnavailable:  # e.g. the answer of a landed append was lost: the next attempt finds it
+            if attempt == max_attempts:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt))
         except (CommitFailedError, DeltaError) as exc:
             if attempt == max_attempts or not _is_conflict(exc):
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt))
     raise AssertionError("unreachable")
+
+
+def batch_id(checks: Sequence[CheckResult]) -> str:
+    """The Delta app id of one batch of check results: the same rows, retried, give the same id."""
+    keys = sorted(f"{c.partition}|{c.run_id}|{c.check}|{c.table_version}|{c.checked_at}" for c in checks)
+    return "checks:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
 
 
 def _row(check: CheckResult) -> dict[str, object]:

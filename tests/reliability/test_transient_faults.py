@@ -22,9 +22,10 @@ from s3_proxy import Proxy
 from partitions import _storage
 from partitions.errors import StorageUnavailable, Transient
 from partitions.overwrite import app_id
+from partitions.storage_errors import open_table
 from taxi_assets.errors import SourceUnavailable
 from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months
+from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, verify_month
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("small_batches")]
 
@@ -211,3 +212,21 @@ def test_an_outage_that_outlasts_every_retry_between_the_commits_fails_the_month
         outcome="failed cleanly: StorageUnavailable (transient), planned incomplete; next run completed",
         rows_lost=0,
     )
+
+
+def test_a_lost_response_of_the_checks_commit_records_the_checks_once(cfg, proxy):
+    """The checks append lands, its answer is lost: the retry finds the batch's app transaction and does not
+    append the same results again (``verify.record_checks``)."""
+    month = "2021-12"
+    put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
+    result = write(cfg, month, "run-checks-lost")
+    plan = plan_months(cfg, partitions=[month])
+    proxy.reset()
+    proxy.fail("drop", method="PUT", path=commit_put("checks"))
+
+    checks = verify_month(result, plan.listing.files[month], cfg, run_id="run-checks-lost")
+
+    assert proxy.stats()["faults"].get("drop", 0) == 1, "the answer of the checks commit was lost"
+    table = open_table(cfg.checks_uri, storage_options=cfg.storage_options(cfg.checks_uri)).to_pyarrow_table()
+    recorded = [row["check"] for row in table.to_pylist() if row["run_id"] == "run-checks-lost"]
+    assert sorted(recorded) == sorted(c.check for c in checks), "each check recorded exactly once"
