@@ -1,23 +1,26 @@
 """The fixed cost of orchestration: ``taxi-assets run`` of one stale month (d) minus ``materialize`` of it (a).
 
 Both commands do the same process work on the month (read, cast, rules, both Delta commits, the DuckDB checks);
-(d) adds Prefect (the ephemeral API server, the flow, the subflow and task runs, artifacts, concurrency limits),
-the Dask cluster (scheduler, nanny, worker start and import), the run's verification read-back and the
-``daily_summary`` task. The issue's target is (d) - (a) < 5 s on this 2-core machine, whatever the month size,
-so a small synthetic month (1 M rows by default) is enough.
+(d) adds Prefect (its API server, the flow, the subflow and task runs, artifacts, concurrency limits),
+the Dask cluster (scheduler and worker; a nanny and a worker process when several months are stale), the
+run's verification read-back and the ``daily_summary`` task. The issue's target is (d) - (a) < 5 s on this
+2-core machine, whatever the month size, so a small synthetic month (1 M rows by default) is enough.
 
 Runs alternate (a), (d), (a), (d)... in fresh processes with fresh sinks, after one unmeasured warm-up of each
 (bytecode cached, as on a deployed worker: this sandbox exports PYTHONDONTWRITEBYTECODE=1, so the children get a
 PYTHONPYCACHEPREFIX instead). Every (d) runs with Prefect's INFO logs on stderr, and the phases come from their
-timestamps (``HH:MM:SS.mmm``, the same wall clock as this script's), so nothing in the pipeline is instrumented:
+timestamps (``HH:MM:SS.mmm``, the same wall clock as this script's), so nothing in the pipeline is instrumented.
+Every child gets ``PREFECT_HOME=<work>/prefect-home``: a database shared with other jobs adds their lock waits.
+To measure another checkout of the package, put it first on ``PYTHONPATH`` and run this script from outside it.
+
 
   start -> flow        process start, imports, the CLI's plan, the Prefect API server's start, the flow run
   flow -> cluster      the plan task and the plan artifact
-  cluster -> ready     the Dask cluster start (scheduler, nanny, worker process)
+  cluster -> ready     the Dask cluster's start
   ready -> task done   the subflow, the month task on the worker (its work is in (a) too)
   task done -> closed  the subflow's end and the cluster's close
   closed -> flow done  verify-run, daily-summary, the summary artifacts, the flow run's end
-  flow done -> exit    the ephemeral server's stop and the process exit
+  flow done -> exit    the API server's stop and the process exit
 
 Usage: ``.venv/bin/python benchmarks/orchestration_cost.py [--rows 1000000] [--repeat 3] [--json]``
 """

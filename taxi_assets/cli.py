@@ -9,6 +9,8 @@ status stay fast (no API start-up on the no-op path).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -95,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The process ends right after its command: at exit, skip the final garbage collection of what Prefect, Dask
+    # and the data stack leave (0.6 s at the end of a `run`, measured). Everything is committed, closed and
+    # flushed by then; atexit handlers registered later (Dask's, Prefect's) still run before this one.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The ephemeral API's first start migrates a fresh SQLite database: on a busy 2-core machine that can
     # exceed Prefect's 20 s default and fail the run for no reason.
@@ -155,7 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # taxi_assets.prefect_api); both cost seconds the no-op path above skips.
     api = launch_prefect_api()
     try:
-        from taxi_assets.flows import fhvhv_pipeline
+        from taxi_assets.flows import fhvhv_pipeline, warm_up
+
+        warm_up()  # while the server starts
     except BaseException:
         api.stop()
         raise
