@@ -58,7 +58,7 @@ def _prefect_package_parent() -> str:
 class LaunchedApi:
     """A Prefect API server process this run started; :meth:`serve` uses it (or a configured API) and stops it."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None: PREFECT_API_URL was in the environment, nothing launched
     port: int
 
     @property
@@ -67,6 +67,8 @@ class LaunchedApi:
 
     def wait_ready(self, timeout: float) -> None:
         """Block until ``/api/health`` answers 200; :class:`ApiUnavailable` if the process dies or time runs out."""
+        if self.process is None:
+            raise ApiUnavailable(self.url, "no server was launched (PREFECT_API_URL is set)")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -86,7 +88,7 @@ class LaunchedApi:
 
     def stop(self) -> None:
         """Stop the server gracefully (SIGTERM), killing it after :data:`STOP_TIMEOUT` seconds."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=STOP_TIMEOUT)
@@ -131,9 +133,13 @@ def startup_timeout() -> float:
 def launch() -> LaunchedApi:
     """Start a Prefect API server process on a free port and return at once (it starts in the background).
 
-    Does not import Prefect. Its database is Prefect's (``PREFECT_HOME``/``PREFECT_API_DATABASE_*``), so runs stay
-    visible to a later ``prefect server start`` on the same home, as with Prefect's ephemeral API.
+    Does not import Prefect, and launches nothing when ``PREFECT_API_URL`` is set in the environment (the
+    common way to point at a server or Cloud; a profile's URL is only known once Prefect is imported). Its
+    database is Prefect's (``PREFECT_HOME``/``PREFECT_API_DATABASE_*``), so runs stay visible to a later
+    ``prefect server start`` on the same home, as with Prefect's ephemeral API.
     """
+    if os.environ.get("PREFECT_API_URL"):
+        return LaunchedApi(process=None, port=0)
     port = free_port()
     cmd = [
         sys.executable,

@@ -26,6 +26,16 @@ def test_a_configured_api_wins_and_the_launched_server_is_stopped(prefect_api: s
     assert api.process.returncode is not None
 
 
+def test_nothing_is_launched_when_the_environment_names_an_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    api = launch()
+    assert api.process is None
+    from prefect.settings import get_current_settings
+
+    with api.serve() as url:
+        assert url == get_current_settings().api.url  # the environment's, or the test harness's when it is active
+
+
 def test_a_server_that_dies_is_reported_with_the_next_step() -> None:
     dead = LaunchedApi(process=subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]), port=9)
     dead.process.wait()
