@@ -26,7 +26,7 @@ Outcome = tuple[bool, str, str]  # (passed, observed, expected) of one check
 
 
 @dataclass(frozen=True, slots=True)
-class SourceFile:
+class SourceScan:
     """The month's source file as the checks may read it (DuckDB ``read_parquet``); ``uri`` None: not read."""
 
     uri: str | None
@@ -39,7 +39,7 @@ def rows_against_stream(
     month: str,
     written: RowsFingerprint,
     streamed: RowsFingerprint,
-    source: SourceFile,
+    source: SourceScan,
 ) -> Outcome:
     """The committed rows (fingerprint ``written``) are, as a multiset, the rows the run streamed.
 
@@ -59,7 +59,7 @@ def rows_against_stream(
     return False, observed, expected
 
 
-def duplicates_against_source(con: duckdb.DuckDBPyConnection, view: str, month: str, source: SourceFile) -> Outcome:
+def duplicates_against_source(con: duckdb.DuckDBPyConnection, view: str, month: str, source: SourceScan) -> Outcome:
     """Duplicate full rows in the month <= those in the source file itself (or the spec's count without one).
 
     The check as it was before fingerprints, kept for callers without one: a second scan of the month with a
@@ -93,7 +93,7 @@ def _exact_duplicates(con: duckdb.DuckDBPyConnection, view: str, month: str) -> 
     return _one(con, sql, [month])
 
 
-def _source_duplicates(con: duckdb.DuckDBPyConnection, source: SourceFile) -> int | None:
+def _source_duplicates(con: duckdb.DuckDBPyConnection, source: SourceScan) -> int | None:
     """Duplicate full rows in the source file as published; None without a source or when DuckDB cannot read it."""
     if not source.uri:
         return None

@@ -42,7 +42,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from partitions.errors import StorageUnavailable
 from partitions.keys import month_bounds
 from partitions.storage_errors import open_table, storage_errors_named
-from taxi_assets._duplicates import SourceFile, duplicates_against_source, rows_against_stream
+from taxi_assets._duplicates import SourceScan, duplicates_against_source, rows_against_stream
 from taxi_assets.analytics import checks_schema, open_connection, register_table
 from taxi_assets.cleaning import PICKUP_TOLERANCE
 from taxi_assets.fingerprint import METHOD, RowsFingerprint, row_hash_sql
@@ -125,7 +125,7 @@ def verify_month_checks(
         )
         stats = _trips_stats(con, month)
         bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
-        source = SourceFile(source_uri, source_storage_options)
+        source = SourceScan(source_uri, source_storage_options)
         if streamed is None:
             duplicates = duplicates_against_source(con, "trips_v", month, source)
         else:
