@@ -22,6 +22,7 @@ from partitions.errors import PartitionsError
 from partitions.keys import parse_month
 from taxi_assets import demo as demo_mod
 from taxi_assets.cli_analysts import add_commands as add_analyst_commands
+from taxi_assets.daily_summary import stale_summary_months
 from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
 from taxi_assets.prefect_api import launch as launch_prefect_api
 from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
@@ -151,8 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     out = console()
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
-    if not plan.stale:  # the no-op path: no Prefect API, no cluster
-        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None}
+    # The no-op path (no Prefect API, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
+    if not plan.stale and not stale_summary_months(cfg):
+        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
         if args.json:
             print_json(summary)
         else:
@@ -180,9 +182,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return exc.exit_code
     if args.json:
         print_json(summary)
-    else:
+        return 0
+    if summary["results"]:
         out.print(results_table(summary["results"]))
         out.print(checks_table(summary["results"]))
+    rebuilt = summary.get("daily_summary") or []
+    out.print(f"daily_summary rebuilt: {', '.join(rebuilt)}." if rebuilt else "daily_summary: nothing to rebuild.")
     return 0
 
 

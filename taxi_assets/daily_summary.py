@@ -96,6 +96,16 @@ def plan_daily_summary(cfg: Settings) -> list[PlanRow]:
     )
 
 
+def stale_summary_months(cfg: Settings) -> list[str]:
+    """The months whose summary must be rebuilt (missing, upstream rewritten, code changed), sorted.
+
+    Reads only the two Delta logs (``trips`` and ``daily_summary``), never data: `taxi-assets run` asks it before
+    deciding that nothing is stale, so a new :data:`SUMMARY_VERSION` or a summary lost to a crash after the trips
+    commit is repaired by the next run, not by the next change of a trips month.
+    """
+    return [row.partition for row in plan_daily_summary(cfg) if row.state.is_stale]
+
+
 def materialize_daily_summary(month: str, cfg: Settings, *, run_id: str, now: Callable[[], str] | None = None) -> int:
     """Recompute one month from the ``trips`` version of its latest success; replace it; return the version."""
     clock = now or _now

@@ -21,6 +21,7 @@ from typing import Final
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
+from taxi_assets.daily_summary import stale_summary_months
 from taxi_assets.errors import PartitionsFailed
 from taxi_assets.render import checks_table, console, months_table, results_table, status_rows
 from taxi_assets.report import render_report
@@ -127,7 +128,8 @@ def _source_is_empty(cfg: Settings) -> bool:
 
 def _run(pipeline: object, cfg: Settings) -> int:
     out = console()
-    if not plan_months(cfg).stale:  # the no-op path skips Prefect's start-up, as `taxi-assets run` does
+    # The no-op test of `taxi-assets run`: both assets fresh, then Prefect's start-up is skipped.
+    if not plan_months(cfg).stale and not stale_summary_months(cfg):
         out.print("Nothing stale: no month rebuilt, no cluster started.")
         return 0
     try:
@@ -135,8 +137,9 @@ def _run(pipeline: object, cfg: Settings) -> int:
     except PartitionsFailed as exc:
         out.print(f"[red]{exc}[/]")
         return exc.exit_code
+    rebuilt = summary.get("daily_summary") or []
     if not summary["stale"]:
-        out.print("Nothing stale: no month rebuilt, no cluster started.")
+        out.print(f"No trips month stale, no cluster started; daily_summary rebuilt: {', '.join(rebuilt) or 'none'}.")
         return 0
     out.print(f"Rebuilt {', '.join(summary['stale'])} on a {summary['cluster']['kind']} cluster.")
     out.print(results_table(summary["results"]))

@@ -2,11 +2,11 @@
 runner with one task per month; then the run's verification, read back from the checks table, and a summary.
 
 ``check_for_files`` (the seed's name; the function is :func:`fhvhv_pipeline`, which ``prefect.yaml`` and the
-CLI use) lists the source, plans, publishes the plan, and returns early when nothing is stale: no cluster, no
-materialization flow. Otherwise it sizes a cluster from the stale months, starts it, runs ``fhvhv-materialize``
-on it and closes it on every way out. Each month task holds the month's global concurrency slot
-(``fhvhv-month-YYYY-MM``, limit 1), so two runs never write the same month at once, and reports itself as a
-Prefect asset materialization of the Delta tables.
+CLI use) lists the source, plans, publishes the plan, and returns early when no trips month is stale: no cluster,
+no materialization flow (stale ``daily_summary`` months alone are rebuilt in the flow process). Otherwise it
+sizes a cluster from the stale months, starts it, runs ``fhvhv-materialize`` on it and closes it on every way
+out. Each month task holds the month's global concurrency slot (``fhvhv-month-YYYY-MM``, limit 1), so two runs
+never write the same month at once, and reports itself as a Prefect asset materialization of the Delta tables.
 
 No business rule lives here: every task is one call into :mod:`taxi_assets.steps` or :mod:`taxi_assets.verify`.
 Flow parameters are plain strings and lists: credentials are resolved inside the flow body (environment or a
@@ -38,7 +38,7 @@ from partitions.errors import Transient
 from partitions.source import SourceFile
 from taxi_assets.analytics import query
 from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
-from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary
+from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
 from taxi_assets.settings import S3Credentials, Settings
 from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
@@ -219,7 +219,7 @@ def materialize_months(
     retry_condition_fn=retry_if_transient,
 )
 def daily_summary_task(cfg: Settings, run_id: str) -> list[str]:
-    """Rebuild the downstream ``daily_summary`` months whose upstream ``trips`` month changed.
+    """Rebuild the ``daily_summary`` months that are stale: upstream ``trips`` month changed, missing, code changed.
 
     Runs in the flow process: a month's summary is one DuckDB aggregation over the committed trips version,
     far too small to ship to the cluster.
@@ -348,6 +348,7 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
         )
     failed = [r for r in rows if not r["ok"]]
     lines.append(f"- months failed: {', '.join(r['partition'] for r in failed) or 'none'}")
+    lines.append(f"- daily_summary rebuilt: {', '.join(summary.get('daily_summary') or []) or 'none'}")
     if rows:
         lines += [
             "",
@@ -391,7 +392,9 @@ def fhvhv_pipeline(
     Returns:
         The run summary: ``run_id``, ``planned``, ``stale``, ``results`` (one dict per month: partition, ok,
         rows_source, rows_written, rows_quarantined, seconds, error, checks...), ``cluster`` (None when nothing
-        was stale, else kind, workers, startup_seconds, seconds, worker_seconds), ``failed``, ``seconds``.
+        was stale, else kind, workers, startup_seconds, seconds, worker_seconds), ``failed``, ``daily_summary``
+        (the summary months rebuilt: after written trips months, or alone when only summaries were stale, without
+        a cluster), ``seconds``.
 
     Raises:
         ConfigurationError, InvalidPartitionKey: a bad parameter, before any data is touched.
@@ -415,10 +418,13 @@ def fhvhv_pipeline(
         "results": [],
         "cluster": None,
         "failed": [],
+        "daily_summary": [],
         "plan_seconds": round(time.perf_counter() - t0, 2),
     }
     if not stale:
         logger.info("nothing stale in %s (%d month(s) fresh): no cluster started", cfg.sink, len(plan.rows))
+        if stale_summary_months(cfg):  # only the downstream asset is stale: rebuilt here, in the flow process
+            summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
         return summary
@@ -463,11 +469,12 @@ def fhvhv_pipeline(
     failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
     verified: dict[str, dict[str, int]] = {}
-    summary["daily_summary"] = []
     if written:  # independent reads of the committed tables: concurrent (DuckDB releases the GIL)
         verifying = verify_run_task.submit(cfg, summary["run_id"])
         rebuilding = daily_summary_task.submit(cfg, summary["run_id"])
         verified, summary["daily_summary"] = verifying.result(), rebuilding.result()
+    elif stale_summary_months(cfg):  # no trips month written, but a summary is stale on its own (code, missing)
+        summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
     summary["verified"] = verified
     for month in written:
         got = verified.get(month, {"passed": 0, "total": 0})

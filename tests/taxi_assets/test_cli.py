@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from builders import write_months
+from builders import table_version, write_months
 
+from taxi_assets import cli
 from taxi_assets.cli import main
+from taxi_assets.daily_summary import materialize_daily_summary
+from taxi_assets.settings import Settings
 
 REQUIRED_KEYS = {"partition", "state", "reason", "source_fingerprint", "recorded_fingerprint", "rows"}
 
@@ -20,6 +23,10 @@ def dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("TAXI_ASSETS_SOURCE", str(source))
     monkeypatch.setenv("TAXI_ASSETS_SINK", str(sink))
     return source, sink
+
+
+def refuse_to_launch():
+    raise AssertionError("the no-op path launched a Prefect API")
 
 
 def json_out(capsys, argv: list[str]) -> object:
@@ -40,7 +47,7 @@ def test_plan_json_has_one_object_per_month_with_the_contract_keys(dirs, capsys)
         assert r["recorded_fingerprint"] is None
 
 
-def test_materialize_then_status_then_noop_run(dirs, capsys):
+def test_materialize_then_status_then_noop_run(dirs, capsys, monkeypatch):
     source, _ = dirs
     write_months(str(source), ["2019-02", "2019-03"], rows=150)
     result = json_out(capsys, ["materialize", "--partition", "2019-02", "--json"])
@@ -54,9 +61,28 @@ def test_materialize_then_status_then_noop_run(dirs, capsys):
     assert status["2019-03"]["state"] == "missing"
 
     assert main(["materialize", "--partition", "2019-03"]) == 0
+    cfg = Settings.resolve()
+    for month in ("2019-02", "2019-03"):  # `materialize` writes trips only; the summaries make the sink fresh
+        materialize_daily_summary(month, cfg, run_id="seeded")
+    monkeypatch.setattr(cli, "launch_prefect_api", refuse_to_launch)
     summary = json_out(capsys, ["run", "--json"])  # nothing stale: no Prefect, no cluster
     assert summary["stale"] == []
     assert summary["cluster"] is None
+    assert summary["daily_summary"] == []
+
+
+def test_a_run_with_only_summaries_stale_rebuilds_them_through_the_flow(dirs, capsys, prefect_api):
+    write_months(str(dirs[0]), ["2019-02", "2019-03"], rows=150)
+    for month in ("2019-02", "2019-03"):
+        assert main(["materialize", "--partition", month]) == 0  # trips only: the summaries are missing
+    trips = table_version(Settings.resolve())
+    summary = json_out(capsys, ["run", "--json"])
+    assert summary["stale"] == []
+    assert summary["cluster"] is None
+    assert summary["daily_summary"] == ["2019-02", "2019-03"]
+    assert table_version(Settings.resolve()) == trips
+    assert main(["run"]) == 0  # now fresh: the no-op path
+    assert "Nothing stale" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

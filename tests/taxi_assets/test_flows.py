@@ -29,6 +29,7 @@ from prefect.testing.utilities import prefect_test_harness
 from partitions.errors import InvalidPartitionKey
 from partitions.staleness import PartitionState
 from taxi_assets import cluster as cluster_mod
+from taxi_assets import daily_summary
 from taxi_assets.errors import ConfigurationError
 from taxi_assets.flows import asset_key, fhvhv_pipeline, month_limit, retry_if_transient
 from taxi_assets.settings import Settings
@@ -139,6 +140,37 @@ def test_a_noop_run_starts_no_cluster(tmp_path: Path, local_clusters: Recorder) 
     artifacts = artifacts_of(state.state_details.flow_run_id)
     assert {"fhvhv-plan", "fhvhv-summary"} <= set(artifacts)
     assert "no cluster started" in str(artifacts["fhvhv-summary"])
+
+
+def test_stale_summaries_alone_are_rebuilt_in_the_flow_without_a_cluster_or_a_trips_write(
+    tmp_path: Path, local_clusters: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = local_settings(tmp_path)
+    months = ["2019-02", "2019-03"]
+    write_months(cfg.source, months, rows=ROWS)
+    materialize_without_prefect(cfg)  # trips committed, no summary yet: as after a crash before the summary
+    trips = table_version(cfg)
+
+    state = run_state(cfg)
+    summary = state.result()
+    assert summary["stale"] == []
+    assert summary["daily_summary"] == months  # the missing summaries
+    assert "daily_summary rebuilt: 2019-02, 2019-03" in str(artifacts_of(state.state_details.flow_run_id))
+    built = table_version(cfg, daily_summary.TABLE)
+
+    monkeypatch.setattr(daily_summary, "SUMMARY_VERSION", "daily-summary-test-bump")  # a new summary code version
+    assert daily_summary.stale_summary_months(cfg) == months
+    summary = run(cfg)
+    assert summary["stale"] == []
+    assert summary["daily_summary"] == months  # every month again, for the code change
+    assert table_version(cfg, daily_summary.TABLE) == built + len(months)
+    assert daily_summary.stale_summary_months(cfg) == []
+
+    summary = run(cfg)  # everything fresh now: nothing rebuilt
+    assert summary["daily_summary"] == []
+    assert table_version(cfg, daily_summary.TABLE) == built + len(months)
+    assert table_version(cfg) == trips  # trips never rewritten
+    assert local_clusters.calls == []  # and never a cluster
 
 
 def test_a_failing_month_fails_only_itself_and_the_next_run_retries_it(
