@@ -3,9 +3,10 @@
 With no ``PREFECT_API_URL``, Prefect starts its ephemeral API itself, but only when the flow first asks for a
 client: after importing Prefect and the whole server application into this process (~2.5 s here), and then it
 waits for the server's own start (~4 s: a uvicorn subprocess importing the API, checking the SQLite database's
-migrations, starting the in-memory services) doing nothing else. :func:`launch` starts the same server (the command,
-application factory and flags of Prefect's ``SubprocessASGIServer``, on the same ``PREFECT_HOME`` database)
-before Prefect is even imported, so its start overlaps this process's imports; :meth:`LaunchedApi.serve` then points
+migrations, starting the in-memory services) doing nothing else. :func:`launch` starts the same server (the command
+and flags of Prefect's ``SubprocessASGIServer``, on the same ``PREFECT_HOME`` database; Prefect's application,
+answering ``Retry-After: 0.1`` on its SQLite lock-ups: ``taxi_assets/_prefect_server``) before Prefect is even
+imported, so its start overlaps this process's imports; :meth:`LaunchedApi.serve` then points
 the flow, its tasks and the Dask workers at it with ``PREFECT_API_URL`` like any server, and stops it after Prefect's
 log and event queues are drained into it.
 
@@ -29,9 +30,12 @@ from typing import Final
 
 from taxi_assets.errors import ApiUnavailable
 
-# Prefect's SubprocessASGIServer runs exactly this; PREFECT__SERVER_EPHEMERAL starts the services an ephemeral
-# server needs (task run recorder, event persister...) and no UI.
-_APP_FACTORY: Final = "prefect.server.api.server:create_app"
+# Prefect's SubprocessASGIServer runs prefect.server.api.server:create_app; this is the same application, answering
+# Retry-After on a 503 (a SQLite lock-up) so Prefect's client retries after 0.1 s, not 2 s (see the module there).
+# PREFECT__SERVER_EPHEMERAL starts the services an ephemeral server needs (task run recorder, event persister...)
+# and no UI.
+_APP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prefect_server")
+_APP_FACTORY: Final = "taxi_assets_prefect_app:create_app"
 _SERVER_ENV: Final = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 DEFAULT_STARTUP_TIMEOUT: Final = 180.0  # seconds; a fresh database's first migration on a busy 2-core machine
 STOP_TIMEOUT: Final = 5.0  # seconds for a graceful stop before the server is killed, as Prefect does
@@ -140,13 +144,14 @@ def launch() -> LaunchedApi:
     """
     if os.environ.get("PREFECT_API_URL"):
         return LaunchedApi(process=None, port=0)
+    _prefect_package_parent()  # fail here, with the next step, when Prefect is not installed
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "uvicorn",
         "--app-dir",
-        _prefect_package_parent(),
+        _APP_DIR,
         "--factory",
         _APP_FACTORY,
         "--host",

@@ -67,3 +67,35 @@ def test_a_stale_run_without_an_api_runs_on_the_launched_server(tmp_path: Path) 
     url = next(word for word in done.stderr.split() if word.startswith("http://127.0.0.1:"))
     with pytest.raises(urllib.error.URLError, match="refused"):  # the server stopped with the run
         urllib.request.urlopen(url.split("/runs/")[0] + "/api/health", timeout=2)
+
+
+def test_the_launched_server_asks_for_a_quick_retry_on_a_sqlite_lock_up() -> None:
+    """A 503 (Prefect's answer to "database is locked") gets Retry-After: 0.1, so the client retries in 0.1 s, not
+    2 s; other answers, and a 503 that already says when to retry, pass unchanged."""
+    import asyncio
+
+    from taxi_assets._prefect_server.taxi_assets_prefect_app import with_retry_after
+
+    def answer(status: int, headers: list[tuple[bytes, bytes]]):
+        async def app(scope, receive, send) -> None:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        return app
+
+    def headers_sent(app, scope_type: str = "http") -> dict[bytes, bytes]:
+        sent: list[dict] = []
+
+        async def send(message) -> None:
+            sent.append(message)
+
+        async def receive() -> dict:
+            return {"type": "http.request"}
+
+        asyncio.run(with_retry_after(app)({"type": scope_type}, receive, send))
+        return dict(sent[0]["headers"])
+
+    assert headers_sent(answer(503, [(b"content-type", b"application/json")]))[b"retry-after"] == b"0.1"
+    assert headers_sent(answer(503, [(b"Retry-After", b"7")])) == {b"Retry-After": b"7"}
+    assert b"retry-after" not in headers_sent(answer(200, []))
+    assert b"retry-after" not in headers_sent(answer(503, []), scope_type="websocket")
