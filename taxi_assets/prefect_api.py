@@ -33,10 +33,19 @@ from taxi_assets.errors import ApiUnavailable
 # Prefect's SubprocessASGIServer runs prefect.server.api.server:create_app; this is the same application, answering
 # Retry-After on a 503 (a SQLite lock-up) so Prefect's client retries after 0.1 s, not 2 s (see the module there).
 # PREFECT__SERVER_EPHEMERAL starts the services an ephemeral server needs (task run recorder, event persister...)
-# and no UI.
+# and no UI. No block type registration at start (1.0 s of the server's 1.3 s start-up after its imports: it imports
+# every installed collection to hash the block registry): it only upserts the block types and schemas installed
+# collections ship, which `prefect server start`, `prefect block register` and every `Block.save()` also do; this
+# run reads block documents (AwsCredentials, Secret), which exist only if saved, so their types are registered.
 _APP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prefect_server")
 _APP_FACTORY: Final = "taxi_assets_prefect_app:create_app"
-_SERVER_ENV: Final = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+_SERVER_ENV: Final = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+    "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+    "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",  # else it still imports the collections to hash them
+}
 DEFAULT_STARTUP_TIMEOUT: Final = 180.0  # seconds; a fresh database's first migration on a busy 2-core machine
 STOP_TIMEOUT: Final = 5.0  # seconds for a graceful stop before the server is killed, as Prefect does
 
