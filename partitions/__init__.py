@@ -29,7 +29,7 @@ from partitions.maintenance import checkpoint, compact, vacuum
 from partitions.overwrite import app_id, commit_files, overwrite_partition, reconcile, record_failure
 from partitions.records import MaterializationRecord, PartitionHistory
 from partitions.source import Listing, SkippedFile, SourceFile
-from partitions.staleness import PartitionState, PlanRow, plan, upstream_sources
+from partitions.staleness import PartitionState, PlanRow, Verifications, plan, upstream_sources
 from partitions.storage_errors import (
     StorageFailure,
     classify_storage_error,
@@ -60,6 +60,7 @@ __all__ = [
     "StorageFailure",
     "StorageUnavailable",
     "Transient",
+    "Verifications",
     "add_action_for",
     "app_id",
     "checkpoint",

@@ -6,8 +6,8 @@ never a clock, a table or the environment, so every state and reason is a testab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from partitions.records import MaterializationRecord, PartitionHistory
@@ -48,6 +48,31 @@ class PlanRow:
 FORCED_REASON = "forced by selection"
 
 
+def _always(record: MaterializationRecord) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Verifications:
+    """The records of a table that attests the primary's writes (e.g. checks run after each commit).
+
+    A write is verified when the attesting table's latest record for the partition (passed or failed) carries
+    the run id of the primary's latest success. A run that died between its commit and its verification left
+    a whole partition nobody checked: it plans FAILED ("incomplete") and the next run rebuilds and checks it.
+    ``required`` limits this to the successes that promise a verification, so records written before the
+    attesting table existed do not all turn stale at once.
+    """
+
+    histories: Mapping[str, PartitionHistory]
+    required: Callable[[MaterializationRecord], bool] = _always
+
+    def missing(self, key: str, success: MaterializationRecord) -> bool:
+        if not self.required(success):
+            return False
+        latest = self.histories.get(key, PartitionHistory()).latest
+        return latest is None or latest.run_id != success.run_id
+
+
 def plan(
     sources: Mapping[str, SourceFile],
     recorded: Mapping[str, PartitionHistory],
@@ -57,6 +82,7 @@ def plan(
     companions: Sequence[Mapping[str, PartitionHistory]] = (),
     only: Iterable[str] | None = None,
     source_problems: Mapping[str, str] | None = None,
+    verifications: Verifications | None = None,
 ) -> list[PlanRow]:
     """One row per partition known to the source or the records, sorted by partition.
 
@@ -71,6 +97,8 @@ def plan(
         only: restrict the rows to these keys (keys unknown to both sides yield no row).
         source_problems: keys whose source cannot be used (e.g. ``Listing.duplicates``), planned FAILED with
             the given reason so the run fails that partition alone.
+        verifications: a table attesting each write (see :class:`Verifications`); a success it does not attest
+            plans FAILED ("incomplete") unless its source or code changed, which already makes it stale.
     """
     if isinstance(force, str):  # one key, not its characters
         force = [force]
@@ -85,6 +113,11 @@ def plan(
     for key in sorted(keys):
         history = recorded.get(key, PartitionHistory())
         row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key))
+        if row is not None and row.state is PartitionState.FRESH and verifications is not None:
+            success = history.latest_success
+            if success is not None and verifications.missing(key, success):
+                reason = f"incomplete: run {success.run_id} committed it but recorded no verification"
+                row = replace(row, state=PartitionState.FAILED, reason=reason)
         if row is not None:
             rows.append(row)
     return rows

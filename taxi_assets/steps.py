@@ -17,13 +17,13 @@ from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
-from partitions.staleness import PlanRow, plan
+from partitions.staleness import PlanRow, Verifications, plan
 from taxi_assets.code_version import trips_code_version
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
 from taxi_assets.fingerprint import RowsFingerprint
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import write_month
+from taxi_assets.sink import ROWS_FINGERPRINT, write_month
 from taxi_assets.sources import list_months
 from taxi_assets.verify import CheckResult, record_checks, verify_month_checks
 
@@ -88,8 +88,17 @@ def plan_months(
         companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
         only=force if intent == "test_subset" or (selected and not intent) else None,
         source_problems=listing.problems(),
+        verifications=Verifications(
+            read_records(cfg.checks_uri, storage_options=cfg.storage_options(cfg.checks_uri)),
+            required=_promises_checks,
+        ),
     )
     return MonthPlan(rows=rows, listing=listing, code_version=version)
+
+
+def _promises_checks(record: MaterializationRecord) -> bool:
+    """Months written with a streamed fingerprint are checked by the same run (older ones: checks not recorded)."""
+    return ROWS_FINGERPRINT in record.extra
 
 
 @dataclass(frozen=True)

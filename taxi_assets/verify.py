@@ -39,8 +39,11 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from partitions.code_version import code_version
+from partitions.delta_log import maybe_write_state_checkpoint
 from partitions.errors import StorageUnavailable
 from partitions.keys import month_bounds
+from partitions.records import MaterializationRecord
 from partitions.storage_errors import open_table, storage_errors_named
 from taxi_assets._duplicates import SourceScan, duplicates_against_source, rows_against_stream
 from taxi_assets.analytics import checks_schema, open_connection, register_table
@@ -56,6 +59,7 @@ CHECK_NAMES: Final = (
     "no_duplicates_introduced",
     "required_not_null",
 )
+CHECKS_VERSION: Final = code_version("checks", CHECK_NAMES, METHOD)  # the code version of a verification record
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,7 @@ def record_checks(
     meta = {
         "checks.partitions": ",".join(sorted({c.partition for c in checks})),
         "checks.run_ids": ",".join(sorted({c.run_id for c in checks})),
+        **verification_record(checks),
     }
     batch = batch_id(checks)
     for attempt in range(1, max_attempts + 1):
@@ -219,7 +224,9 @@ def record_checks(
                     return table.version()
                 properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(batch, 1)])
                 write_deltalake(table, data, mode="append", commit_properties=properties)
-                return table.version()
+                version = table.version()
+            maybe_write_state_checkpoint(checks_uri, version, storage_options=opts)  # plans read it: keep it cheap
+            return version
         except StorageUnavailable:  # e.g. the answer of a landed append was lost: the next attempt finds it
             if attempt == max_attempts:
                 raise
@@ -229,6 +236,29 @@ def record_checks(
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt))
     raise AssertionError("unreachable")
+
+
+def verification_record(checks: Sequence[CheckResult]) -> dict[str, str]:
+    """The month's verification as a ``partitions`` record in the checks commit, when the batch is one month's.
+
+    The planner reads these records (``partitions.delta_log.read_records`` on ``<sink>/checks``, folded by state
+    checkpoints like any table's) and plans a ``trips`` success that no verification attests as incomplete: a run
+    that died between its commit and its checks (``steps.plan_months``). ``failed`` when a check failed.
+    """
+    months, runs = {c.partition for c in checks}, {c.run_id for c in checks}
+    if len(months) != 1 or len(runs) != 1:
+        return {}
+    passed = sum(c.passed for c in checks)
+    record = MaterializationRecord(
+        partition=months.pop(),
+        status="success" if passed == len(checks) else "failed",
+        run_id=runs.pop(),
+        code_version=CHECKS_VERSION,
+        rows_written=len(checks),
+        finished_at=max(c.checked_at for c in checks),
+        error="" if passed == len(checks) else ", ".join(c.check for c in checks if not c.passed) + " failed",
+    )
+    return record.to_commit_metadata()
 
 
 def batch_id(checks: Sequence[CheckResult]) -> str:

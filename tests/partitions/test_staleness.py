@@ -1,7 +1,7 @@
 import pytest
 from partitions_cases import history, record, source
 
-from partitions.staleness import PartitionState, PlanRow, plan, upstream_sources
+from partitions.staleness import PartitionState, PlanRow, Verifications, plan, upstream_sources
 
 S = PartitionState
 
@@ -158,3 +158,37 @@ def test_a_single_key_string_is_one_key_not_its_characters():
     sources = {k: source(k) for k in ["2019-02", "2019-03"]}
     rows = plan(sources, {}, code_version="c", force="2019-02", only="2019-02")
     assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FORCED)]
+
+
+def test_a_success_no_verification_attests_is_incomplete_until_one_does():
+    """A run that died between its commit and its checks left a whole month nobody checked."""
+    written = record("2019-02", "run-7", version=3)
+    sources, recorded = {"2019-02": source("2019-02")}, {"2019-02": history(written)}
+
+    unchecked = one(sources, recorded, verifications=Verifications({}))
+    older_check = one(sources, recorded, verifications=Verifications({"2019-02": history(record("2019-02", "run-6"))}))
+    checked = one(sources, recorded, verifications=Verifications({"2019-02": history(record("2019-02", "run-7"))}))
+    failed_check = one(
+        sources,
+        recorded,
+        verifications=Verifications({"2019-02": history(None, record("2019-02", "run-7", status="failed"))}),
+    )
+
+    assert unchecked.state is S.FAILED
+    assert unchecked.reason == "incomplete: run run-7 committed it but recorded no verification"
+    assert older_check.state is S.FAILED
+    assert checked.state is S.FRESH
+    assert failed_check.state is S.FRESH, "attested (the failed check's own failure record fails the month)"
+
+
+def test_verifications_only_judge_the_successes_that_promise_one_and_only_fresh_ones():
+    legacy, promised = record("2019-02", "run-1"), record("2019-03", "run-2", extra={"checks": "yes"})
+    sources = {"2019-02": source("2019-02"), "2019-03": source("2019-03", "etag:new")}
+    rows = plan(
+        sources,
+        {"2019-02": history(legacy), "2019-03": history(promised)},
+        code_version="code-1",
+        verifications=Verifications({}, required=lambda r: "checks" in r.extra),
+    )
+
+    assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FRESH), ("2019-03", S.SOURCE_CHANGED)]
