@@ -61,7 +61,10 @@ def warm_up() -> None:
     A task run on a Dask worker rebuilds the flow's context, whose result storage is a block; resolving its type
     imports every installed collection (prefect-aws, with its workers and aiohttp; prefect-dask): 0.4 s here.
     `taxi-assets run` calls this while the Prefect API server is still starting, so the cost is overlapped.
+    Likewise FastAPI (0.19 s), which Prefect imports when the flow is called, to serialize its parameters
+    (``Flow.serialize_parameters``): the run process otherwise pays it after the server is ready.
     """
+    import fastapi.encoders  # noqa: F401  (imported for its side effect: loaded now, not at the flow's call)
     from prefect.plugins import load_prefect_collections
 
     load_prefect_collections()
