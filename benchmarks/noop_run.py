@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from taxi_assets.daily_summary import materialize_daily_summary, stale_summary_months
 from taxi_assets.settings import Settings
 from taxi_assets.steps import plan_months, run_month
 from taxi_assets.synth import write_month_file
@@ -67,9 +68,11 @@ def main() -> None:
     for month in months:
         write_month_file(cfg.source, month, args.rows, seed=1)
     plan = plan_months(cfg)
-    for f in plan.listing.files.values():  # every month fresh, without Prefect
+    for f in plan.listing.files.values():  # every month fresh, both assets, without Prefect
         run_month(f, cfg, run_id="bench", code_version=plan.code_version)
+        materialize_daily_summary(f.partition, cfg, run_id="bench")
     assert not plan_months(cfg).stale, "the warehouse should be fresh"
+    assert not stale_summary_months(cfg), "the daily summaries should be fresh"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
