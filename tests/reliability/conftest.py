@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from s3_proxy import Proxy
 
 from taxi_assets import reader, sink, steps
 from taxi_assets._write import WriteLayout
@@ -21,7 +22,7 @@ SMALL_BATCH = 100
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stream a month in 100-row batches and write one 100-row group per data file (production: 256 Ki / 1 Mi)."""
+    """Stream a month in 100-row batches and write one 100-row group per data file (production: 256 Ki / 768 Ki)."""
     monkeypatch.setattr(steps, "write_month", functools.partial(sink.write_month, layout=SMALL_LAYOUT))
     monkeypatch.setattr(sink, "MonthReader", functools.partial(reader.MonthReader, batch_rows=SMALL_BATCH))
 
@@ -34,3 +35,11 @@ def figure(record_property: Callable[[str, object], None]) -> Callable[..., None
         record_property(f"reliability.{kind}", json.dumps(facts, sort_keys=True, default=str))
 
     return record
+
+
+@pytest.fixture(scope="module")
+def proxy(s3_server):
+    """The fault proxy (``s3_proxy.Proxy``) in front of the test S3 server, one per test module."""
+    running = Proxy(s3_server.endpoint)
+    yield running
+    running.close()

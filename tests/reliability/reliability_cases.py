@@ -81,6 +81,12 @@ def s3_settings(server: Any, bucket: str, *, endpoint: str | None = None) -> Set
     return Settings.resolve(source=f"s3://{bucket}/source", sink=f"s3://{bucket}/warehouse", env={}, s3=creds)
 
 
+def wrong_key_settings(bucket: str, endpoint: str, secret: str) -> Settings:
+    """Settings for ``bucket`` whose credentials the store refuses (a made-up key id and ``secret``)."""
+    creds = S3Credentials(key_id="AKIAWRONGKEY", secret=secret, endpoint_url=endpoint, region="us-east-1")
+    return Settings.resolve(source=f"s3://{bucket}/source", sink=f"s3://{bucket}/warehouse", env={}, s3=creds)
+
+
 def materialize(cfg: Settings, month: str, *, run_id: str | None = None) -> MonthResult:
     """What ``taxi-assets materialize --partition month`` runs: plan the month, then ``run_month``."""
     plan = plan_months(cfg, partitions=[month])

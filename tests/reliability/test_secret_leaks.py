@@ -32,8 +32,8 @@ from reliability_cases import (
     put_source,
     s3_settings,
     status,
+    wrong_key_settings,
 )
-from s3_proxy import Proxy
 
 from partitions import _storage
 from partitions.delta_log import read_records
@@ -45,7 +45,7 @@ from partitions.storage_errors import open_table
 from taxi_assets.errors import UnreadableSource
 from taxi_assets.reader import MonthReader
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
-from taxi_assets.settings import S3Credentials, Settings
+from taxi_assets.settings import Settings
 from taxi_assets.sources import list_months
 from taxi_assets.steps import materialize_month, plan_months
 from taxi_assets.verify import count_month
@@ -56,13 +56,6 @@ WRONG_SECRET = "wrong-secret-Kq7PzX4vB2"
 
 
 @pytest.fixture(scope="module")
-def proxy(s3_server):
-    running = Proxy(s3_server.endpoint)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def bucket(s3_server) -> str:
     """A bucket with one materialized month, written with the right credentials."""
     name = s3_server.make_bucket("secrets")
@@ -70,11 +63,6 @@ def bucket(s3_server) -> str:
     put_source(cfg, MONTH, published_month(MONTH, 200, seed=7))
     materialize(cfg, MONTH)
     return name
-
-
-def settings_at(bucket: str, endpoint: str, secret: str) -> Settings:
-    creds = S3Credentials(key_id="AKIAWRONGKEY", secret=secret, endpoint_url=endpoint, region="us-east-1")
-    return Settings.resolve(source=f"s3://{bucket}/source", sink=f"s3://{bucket}/warehouse", env={}, s3=creds)
 
 
 def operations(cfg: Settings) -> dict[str, Callable[[], object]]:
@@ -136,7 +124,7 @@ def test_errors_with_refused_credentials_name_no_secret(bucket, proxy, figure):
     proxy.deny()
     try:
         outcomes = scan(
-            settings_at(bucket, proxy.endpoint, WRONG_SECRET), WRONG_SECRET, figure, "credentials refused (403)"
+            wrong_key_settings(bucket, proxy.endpoint, WRONG_SECRET), WRONG_SECRET, figure, "credentials refused (403)"
         )
     finally:
         proxy.up()
@@ -147,7 +135,7 @@ def test_errors_with_refused_credentials_name_no_secret(bucket, proxy, figure):
 def test_errors_with_an_unreachable_endpoint_name_no_secret(bucket, figure, monkeypatch):
     monkeypatch.setattr(_storage, "S3_MAX_ATTEMPTS", 1)  # fail fast; the messages are what matter here
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore (s3fs), likewise
-    cfg = settings_at(bucket, f"http://127.0.0.1:{free_port()}", WRONG_SECRET)
+    cfg = wrong_key_settings(bucket, f"http://127.0.0.1:{free_port()}", WRONG_SECRET)
     outcomes = scan(cfg, WRONG_SECRET, figure, "endpoint unreachable")
     assert outcomes["read the log"] == outcomes["open the Delta table"] == "StorageUnavailable", outcomes
 

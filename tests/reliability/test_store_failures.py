@@ -20,8 +20,7 @@ import traceback
 from collections.abc import Callable
 
 import pytest
-from reliability_cases import free_port, log, published_month, put_source, s3_settings, snapshot
-from s3_proxy import Proxy
+from reliability_cases import free_port, log, published_month, put_source, s3_settings, snapshot, wrong_key_settings
 
 from partitions.delta_log import read_records
 from partitions.errors import StorageAccessDenied, StorageUnavailable, Transient
@@ -31,7 +30,7 @@ from partitions.source import Listing
 from partitions.storage_errors import open_table
 from taxi_assets.cli import main as cli_main
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
-from taxi_assets.settings import S3Credentials, Settings
+from taxi_assets.settings import Settings
 from taxi_assets.sources import list_months
 from taxi_assets.steps import materialize_month, new_run_id, plan_months
 
@@ -40,13 +39,6 @@ pytestmark = pytest.mark.integration
 WRONG_SECRET = "wrong-secret-Vb3Qm8Lx1Z"
 MONTH = "2023-03"
 NOTHING_LISTED = Listing(files={})  # the source answered: what remains to fail is the sink's log read
-
-
-@pytest.fixture(scope="module")
-def proxy(s3_server):
-    running = Proxy(s3_server.endpoint)
-    yield running
-    running.close()
 
 
 @pytest.fixture(autouse=True)
@@ -70,11 +62,6 @@ def bucket(s3_server) -> str:
 def fail_fast(monkeypatch):
     """botocore (s3fs) and delta-rs's object store try once: what matters here is what they raise at the end."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-
-
-def settings_at(bucket: str, endpoint: str, secret: str = WRONG_SECRET) -> Settings:
-    creds = S3Credentials(key_id="AKIAWRONGKEY", secret=secret, endpoint_url=endpoint, region="us-east-1")
-    return Settings.resolve(source=f"s3://{bucket}/source", sink=f"s3://{bucket}/warehouse", env={}, s3=creds)
 
 
 def write(cfg: Settings, month: str) -> None:
@@ -104,7 +91,7 @@ def run_cli(monkeypatch, capsys, cfg: Settings, endpoint: str, command: str = "p
 
 
 def test_planning_against_a_stopped_endpoint_is_storage_unavailable_naming_the_table(bucket, fail_fast):
-    cfg = settings_at(bucket, f"http://127.0.0.1:{free_port()}")
+    cfg = wrong_key_settings(bucket, f"http://127.0.0.1:{free_port()}", WRONG_SECRET)
 
     exc, said = raised(lambda: plan_months(cfg, listing=NOTHING_LISTED), StorageUnavailable)
 
@@ -120,7 +107,7 @@ def test_planning_against_a_stopped_endpoint_is_storage_unavailable_naming_the_t
 
 
 def test_planning_through_a_cut_network_prints_one_line_and_exits_3(bucket, proxy, fail_fast, monkeypatch, capsys):
-    cfg = settings_at(bucket, proxy.endpoint)
+    cfg = wrong_key_settings(bucket, proxy.endpoint, WRONG_SECRET)
     proxy.fail("down", path=r"/warehouse/trips/", count=10_000)  # the source lists; the trips log is cut off
 
     code, err = run_cli(monkeypatch, capsys, cfg, proxy.endpoint)
@@ -134,7 +121,7 @@ def test_planning_through_a_cut_network_prints_one_line_and_exits_3(bucket, prox
 
 
 def test_wrong_credentials_are_refused_with_a_named_error_naming_the_uri_not_the_secret(bucket, proxy):
-    cfg = settings_at(bucket, proxy.endpoint)
+    cfg = wrong_key_settings(bucket, proxy.endpoint, WRONG_SECRET)
     trips, options = cfg.trips_uri, cfg.storage_options(cfg.trips_uri)
     proxy.deny()
     operations: dict[str, tuple[Callable[[], object], str]] = {
@@ -164,7 +151,7 @@ def test_wrong_credentials_are_refused_with_a_named_error_naming_the_uri_not_the
 
 
 def test_the_cli_names_a_refused_log_read_in_one_line_and_exits_2(bucket, proxy, monkeypatch, capsys):
-    cfg = settings_at(bucket, proxy.endpoint)
+    cfg = wrong_key_settings(bucket, proxy.endpoint, WRONG_SECRET)
     proxy.fail("deny", path=r"/warehouse/trips/", count=10_000)  # the listing passes: the log read is refused
 
     code, err = run_cli(monkeypatch, capsys, cfg, proxy.endpoint, "status")

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pytest
 from reliability_cases import log, month_rows, plan_states, published_month, put_source, s3_settings, snapshot
-from s3_proxy import Proxy
 
 from partitions import _storage
 from partitions.errors import StorageUnavailable, Transient
@@ -38,13 +37,6 @@ def source_get(month: str) -> str:
 
 def commit_put(table: str) -> str:
     return rf"/{table}/_delta_log/0+[1-9]\d*\.json"  # a month's commit, not the table's CREATE
-
-
-@pytest.fixture(scope="module")
-def proxy(s3_server):
-    running = Proxy(s3_server.endpoint)
-    yield running
-    running.close()
 
 
 @pytest.fixture(scope="module")
