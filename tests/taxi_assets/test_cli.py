@@ -133,7 +133,6 @@ def test_synth_writes_month_files_and_every_command_has_help(tmp_path):
 
 def test_the_demos_closing_hint_names_a_sink_that_still_exists():
     from taxi_assets.demo import next_hint
-    from taxi_assets.settings import Settings
 
     local = Settings.resolve(source="data/source", sink="data/warehouse", env={})
     assert next_hint(local, throwaway=False).startswith(f"Next: taxi-assets sql --sink {local.sink} ")
