@@ -61,16 +61,26 @@ class Verifications:
     a whole partition nobody checked: it plans FAILED ("incomplete") and the next run rebuilds and checks it.
     ``required`` limits this to the successes that promise a verification, so records written before the
     attesting table existed do not all turn stale at once.
+
+    Concurrent runs can record their verifications in another order than their commits (A commits, B commits
+    and verifies, then A verifies): the latest record is then A's while B's write is the one in place. The
+    histories keep only the latest record, so ``attested_by(key, run_id)`` answers for an older one: a lookup
+    in the attesting table, asked only in that case.
     """
 
     histories: Mapping[str, PartitionHistory]
     required: Callable[[MaterializationRecord], bool] = _always
+    attested_by: Callable[[str, str], bool] | None = None
 
     def missing(self, key: str, success: MaterializationRecord) -> bool:
         if not self.required(success):
             return False
         latest = self.histories.get(key, PartitionHistory()).latest
-        return latest is None or latest.run_id != success.run_id
+        if latest is None:
+            return True
+        if latest.run_id == success.run_id:
+            return False
+        return self.attested_by is None or not self.attested_by(key, success.run_id)
 
 
 def plan(

@@ -18,6 +18,4 @@ TRANSFORM_VERSION: Final = "transform-1"  # bump when casts or the write layout 
 def trips_code_version() -> str:
     ctx = context_for("2000-01")  # a fixed month: the expressions' text carries thresholds, not the month
     rules = [(r.name, r.reason, str(r.broken(ctx))) for r in RULES]
-    return code_version(
-        SCHEMA_VERSION, TRANSFORM_VERSION, str(trips_schema()), str(quarantine_schema()), rules
-    )
+    return code_version(SCHEMA_VERSION, TRANSFORM_VERSION, str(trips_schema()), str(quarantine_schema()), rules)

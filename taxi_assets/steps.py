@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
@@ -25,7 +26,7 @@ from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.sink import ROWS_FINGERPRINT, write_month
 from taxi_assets.sources import list_months
-from taxi_assets.verify import CheckResult, record_checks, verify_month_checks
+from taxi_assets.verify import CheckResult, checks_recorded_by, record_checks, verify_month_checks
 
 INTENTS = ("", "reprocess", "test_subset")
 TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
@@ -80,6 +81,7 @@ def plan_months(
     elif intent == "test_subset":
         force = (selected or available)[:TEST_SUBSET_MONTHS]
     version = trips_code_version()
+    checks_opts = cfg.storage_options(cfg.checks_uri)
     rows = plan(
         listing.files,
         read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
@@ -89,8 +91,9 @@ def plan_months(
         only=force if intent == "test_subset" or (selected and not intent) else None,
         source_problems=listing.problems(),
         verifications=Verifications(
-            read_records(cfg.checks_uri, storage_options=cfg.storage_options(cfg.checks_uri)),
+            read_records(cfg.checks_uri, storage_options=checks_opts),
             required=_promises_checks,
+            attested_by=partial(checks_recorded_by, cfg.checks_uri, storage_options=checks_opts),
         ),
     )
     return MonthPlan(rows=rows, listing=listing, code_version=version)

@@ -36,6 +36,7 @@ from typing import Final
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -236,6 +237,26 @@ def record_checks(
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt))
     raise AssertionError("unreachable")
+
+
+def checks_recorded_by(
+    checks_uri: str, month: str, run_id: str, *, storage_options: Mapping[str, str] | None = None
+) -> bool:
+    """Whether ``run_id`` recorded checks of ``month`` (passed or not) in the checks table.
+
+    The planner asks only when the month's latest checks are another run's: concurrent runs can record their
+    checks in another order than their trips commits (``partitions.staleness.Verifications``). A filtered read
+    of two columns of a small table; no table yet: nothing recorded.
+    """
+    opts = dict(storage_options or {}) or None
+    with storage_errors_named(checks_uri, month):
+        if not _exists(checks_uri, opts):
+            return False
+        dataset = open_table(checks_uri, storage_options=opts).to_pyarrow_dataset()
+        found = dataset.to_table(
+            columns=["run_id"], filter=(pc.field("partition") == month) & (pc.field("run_id") == run_id)
+        )
+    return found.num_rows > 0
 
 
 def verification_record(checks: Sequence[CheckResult]) -> dict[str, str]:

@@ -18,9 +18,7 @@ def write_months(source: str, months: list[str], rows: int = 400, *, seed: int =
 
 
 def local_settings(tmp_path: Path, cluster: str = "local") -> Settings:
-    return Settings.resolve(
-        source=str(tmp_path / "source"), sink=str(tmp_path / "warehouse"), cluster=cluster, env={}
-    )
+    return Settings.resolve(source=str(tmp_path / "source"), sink=str(tmp_path / "warehouse"), cluster=cluster, env={})
 
 
 def s3_settings(server, bucket: str) -> Settings:

@@ -181,6 +181,27 @@ def test_a_success_no_verification_attests_is_incomplete_until_one_does():
     assert failed_check.state is S.FRESH, "attested (the failed check's own failure record fails the month)"
 
 
+def test_an_older_verification_of_the_write_in_place_is_looked_up_when_another_run_verified_last():
+    """Concurrent runs: A commits, B commits and verifies, A verifies last; B's write is attested all the same."""
+    sources, recorded = {"2019-02": source("2019-02")}, {"2019-02": history(record("2019-02", "run-b"))}
+    asked: list[tuple[str, str]] = []
+
+    def lookup(attests: set[str]):
+        def attested_by(key: str, run_id: str) -> bool:
+            asked.append((key, run_id))
+            return run_id in attests
+
+        return attested_by
+
+    late_a = {"2019-02": history(record("2019-02", "run-a"))}
+    found = one(sources, recorded, verifications=Verifications(late_a, attested_by=lookup({"run-a", "run-b"})))
+    lost = one(sources, recorded, verifications=Verifications(late_a, attested_by=lookup({"run-a"})))
+    own = one(sources, recorded, verifications=Verifications(recorded, attested_by=lookup(set())))
+
+    assert (found.state, lost.state, own.state) == (S.FRESH, S.FAILED, S.FRESH)
+    assert asked == [("2019-02", "run-b")] * 2, "asked only when the latest verification is another run's"
+
+
 def test_verifications_only_judge_the_successes_that_promise_one_and_only_fresh_ones():
     legacy, promised = record("2019-02", "run-1"), record("2019-03", "run-2", extra={"checks": "yes"})
     sources = {"2019-02": source("2019-02"), "2019-03": source("2019-03", "etag:new")}

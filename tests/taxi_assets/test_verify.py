@@ -27,7 +27,7 @@ from taxi_assets.schema import trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, run_month, verify_month
 from taxi_assets.synth import write_month_file
-from taxi_assets.verify import CHECK_NAMES, CheckResult, record_checks, verify_month_checks
+from taxi_assets.verify import CHECK_NAMES, CheckResult, checks_recorded_by, record_checks, verify_month_checks
 
 MONTH = "2019-02"
 
@@ -282,6 +282,25 @@ def test_record_checks_appends_and_concurrent_appends_all_land(month, tmp_path):
     history = DeltaTable(uri).history()
     assert {h.get("checks.partitions") for h in history if h.get("operation") == "WRITE"} == {MONTH}
     assert record_checks(uri, []) == 8  # nothing to append: the current version, no commit
+
+
+def test_checks_recorded_out_of_order_by_concurrent_runs_still_attest_the_write_in_place(tmp_path):
+    """Run A commits, run B commits and records its checks, then A records its own: B's write stays verified."""
+    cfg = local_settings(tmp_path)
+    b = materialize(cfg, rows=200)
+    (b_run,) = {c["run_id"] for c in b.checks}
+    record_checks(cfg.checks_uri, [replace(CheckResult(**c), run_id="run-a-late") for c in b.checks])
+
+    def state() -> tuple[str, str]:
+        (row,) = [r for r in plan_months(cfg).rows if r.partition == MONTH]
+        return str(row.state), row.reason
+
+    assert state()[0] == "fresh"
+    assert checks_recorded_by(cfg.checks_uri, MONTH, b_run)
+    DeltaTable(cfg.checks_uri).delete(f"run_id = '{b_run}'")  # B's checks gone: only A's attest, not B's write
+    assert not checks_recorded_by(cfg.checks_uri, MONTH, b_run)
+    assert state() == ("failed", f"incomplete: run {b_run} committed it but recorded no verification")
+    assert not checks_recorded_by(str(tmp_path / "nowhere"), MONTH, b_run)
 
 
 def test_verify_and_record_on_s3_with_the_source_scanned_by_duckdb(s3_server, s3_bucket):
