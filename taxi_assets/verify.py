@@ -256,7 +256,7 @@ def checks_recorded_by(
         found = dataset.to_table(
             columns=["run_id"], filter=(pc.field("partition") == month) & (pc.field("run_id") == run_id)
         )
-    return found.num_rows > 0
+    return bool(found.num_rows > 0)
 
 
 def verification_record(checks: Sequence[CheckResult]) -> dict[str, str]:
