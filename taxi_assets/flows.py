@@ -226,8 +226,9 @@ def materialize_months(
 def daily_summary_task(cfg: Settings, run_id: str) -> list[str]:
     """Rebuild the ``daily_summary`` months that are stale: upstream ``trips`` month changed, missing, code changed.
 
-    Runs in the flow process: a month's summary is one DuckDB aggregation over the committed trips version,
-    far too small to ship to the cluster.
+    Month tasks commit the summaries of the months they write, so after them this is a read of two Delta logs;
+    it rebuilds a summary whose commit failed, and every month after a change of the summary's code. Runs in the
+    flow process: one DuckDB scan of the committed trips version per month.
     """
     rebuilt = []
     for row in plan_daily_summary(cfg):
@@ -480,10 +481,14 @@ def fhvhv_pipeline(
     failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
     verified: dict[str, dict[str, int]] = {}
+    # Each month task committed its month's daily_summary; the step below rebuilds only what is still stale
+    # (a summary commit that failed, a summary code change on months this run did not write).
+    built = [r["partition"] for r in results if r["ok"] and r.get("summary_version") is not None]
     if written:  # independent reads of the committed tables: concurrent (DuckDB releases the GIL)
         verifying = verify_run_task.submit(cfg, summary["run_id"])
         rebuilding = daily_summary_task.submit(cfg, summary["run_id"])
-        verified, summary["daily_summary"] = verifying.result(), rebuilding.result()
+        verified, rebuilt = verifying.result(), rebuilding.result()
+        summary["daily_summary"] = sorted({*built, *rebuilt})
     elif stale_summary_months(cfg):  # no trips month written, but a summary is stale on its own (code, missing)
         summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
     summary["verified"] = verified

@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+import pyarrow as pa
+
 from partitions.overwrite import commit_files
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from taxi_assets._write import WriteLayout, recycling_memory_pool
 from taxi_assets._write_pool import PartitionWriter
+from taxi_assets.daily_summary import StreamSummary
 from taxi_assets.fingerprint import RowsFingerprint, StreamFingerprint
 from taxi_assets.reader import MonthReader
 from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
@@ -44,6 +47,7 @@ class Written:
     trips_version: int
     quarantine_version: int
     fingerprint: RowsFingerprint  # of the trips rows as streamed: what the checks compare the commit with
+    summary: pa.Table  # the month's daily_summary rows, summed from the trips rows as streamed (not committed here)
     flags_nulled: int = 0
     extra_columns: tuple[str, ...] = ()
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
@@ -70,7 +74,8 @@ def write_month(
     row groups, files and writer threads (tests shrink it; the default is what production writes). The clean
     rows are fingerprinted as they go by (:mod:`taxi_assets.fingerprint`), so the checks can prove the commit
     holds exactly those rows without reading the source again; the trips record keeps it as
-    :data:`ROWS_FINGERPRINT`.
+    :data:`ROWS_FINGERPRINT`. They are also summed into the month's ``daily_summary`` rows
+    (:class:`~taxi_assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
     """
     month = source.partition
     t0 = time.perf_counter()
@@ -101,14 +106,17 @@ def write_month(
             name="quarantine",
         ) as quarantine,
         StreamFingerprint() as fingerprint,
+        StreamSummary(month) as summary,
     ):
         for part in reader.batches():
             trips.write(part.batch, part.keep)
             quarantine.write(part.quarantine)
             fingerprint.add(part.batch, part.keep)  # on this thread while the writers encode: ~0.1 s/M rows
+            summary.add(part.batch, part.keep)  # likewise: ~0.06 s/M rows
         q_adds = quarantine.finish()
         t_adds = trips.finish()
         stats, rows_clean, rows_bad, kept = reader.stats, trips.rows, quarantine.rows, fingerprint.result()
+        summary_rows = summary.result()
         if rows_clean + rows_bad != stats.rows:  # split() conserves rows by construction; never commit otherwise
             raise RuntimeError(f"{month}: {stats.rows} rows read but {rows_clean} + {rows_bad} written")
     streamed = time.perf_counter() - t0
@@ -150,6 +158,7 @@ def write_month(
         trips_version=t_version,
         quarantine_version=q_version,
         fingerprint=kept,
+        summary=summary_rows,
         flags_nulled=stats.flags_nulled,
         extra_columns=stats.extra_columns,
         quarantined_by_rule=dict(stats.quarantined_by_rule),

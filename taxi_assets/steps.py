@@ -6,6 +6,7 @@ Flows and the CLI are thin wrappers over these, so each step runs and is tested 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -13,21 +14,26 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
+from deltalake.exceptions import DeltaError
+
 from partitions.delta_log import read_records
+from partitions.errors import PartitionsError
 from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PlanRow, Verifications, plan
 from taxi_assets.code_version import trips_code_version
+from taxi_assets.daily_summary import commit_summary
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
 from taxi_assets.fingerprint import RowsFingerprint
 from taxi_assets.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import ROWS_FINGERPRINT, write_month
+from taxi_assets.sink import ROWS_FINGERPRINT, Written, write_month
 from taxi_assets.sources import list_months
 from taxi_assets.verify import CheckResult, checks_recorded_by, record_checks, verify_month_checks
 
+_log = logging.getLogger(__name__)
 INTENTS = ("", "reprocess", "test_subset")
 TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
 
@@ -122,6 +128,8 @@ class MonthResult:
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     checks: list[dict[str, object]] = field(default_factory=list)
     rows_fingerprint: str = ""  # RowsFingerprint.to_text() of the rows streamed into trips; "" when unknown
+    summary_version: int | None = None  # the daily_summary commit of the month, None when it did not land
+    summary_error: str = ""  # why it did not: the month is fine, the run's daily-summary step rebuilds it
 
 
 def _now() -> str:
@@ -148,6 +156,7 @@ def materialize_month(
     except SourceRejected as exc:
         _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc))
         raise
+    summary_version, summary_error = _commit_summary(source, cfg, written, run_id=run_id, started_at=base.started_at)
     return MonthResult(
         partition=month,
         ok=True,
@@ -161,7 +170,36 @@ def materialize_month(
         quarantined_by_rule=written.quarantined_by_rule,
         seconds=time.perf_counter() - t0,
         rows_fingerprint=written.fingerprint.to_text(),
+        summary_version=summary_version,
+        summary_error=summary_error,
     )
+
+
+def _commit_summary(
+    source: SourceFile, cfg: Settings, written: Written, *, run_id: str, started_at: str
+) -> tuple[int | None, str]:
+    """Commit the month's ``daily_summary`` (summed as it streamed) after its ``trips``: (version, "") or (None, why).
+
+    The downstream asset never fails the month: its ``trips`` are committed whatever happens here, and a summary
+    that did not land plans stale, so the run's daily-summary step rebuilds it from the committed ``trips``.
+    """
+    try:
+        version = commit_summary(
+            cfg,
+            written.summary,
+            month=source.partition,
+            run_id=run_id,
+            upstream_run_id=run_id,
+            upstream_version=written.trips_version,
+            upstream_rows=written.rows_written,
+            started_at=started_at,
+        )
+    except (PartitionsError, DeltaError, OSError) as exc:
+        _log.warning(
+            "%s: daily_summary not committed (%s); the run's daily-summary step rebuilds it", source.partition, exc
+        )
+        return None, f"{type(exc).__name__}: {exc}"
+    return version, ""
 
 
 def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str) -> list[CheckResult]:

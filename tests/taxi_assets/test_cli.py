@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from builders import table_version, write_months
 
 from taxi_assets import cli
 from taxi_assets.cli import main
-from taxi_assets.daily_summary import materialize_daily_summary
+from taxi_assets.daily_summary import materialize_daily_summary, stale_summary_months, summary_uri
 from taxi_assets.settings import Settings
 
 REQUIRED_KEYS = {"partition", "state", "reason", "source_fingerprint", "recorded_fingerprint", "rows"}
@@ -74,7 +75,9 @@ def test_materialize_then_status_then_noop_run(dirs, capsys, monkeypatch):
 def test_a_run_with_only_summaries_stale_rebuilds_them_through_the_flow(dirs, capsys, prefect_api):
     write_months(str(dirs[0]), ["2019-02", "2019-03"], rows=150)
     for month in ("2019-02", "2019-03"):
-        assert main(["materialize", "--partition", month]) == 0  # trips only: the summaries are missing
+        assert main(["materialize", "--partition", month]) == 0  # the month task's body: trips, then its summary
+    assert stale_summary_months(Settings.resolve()) == []
+    shutil.rmtree(summary_uri(Settings.resolve()))  # the summaries lost (as after a crash right after trips)
     trips = table_version(Settings.resolve())
     summary = json_out(capsys, ["run", "--json"])
     assert summary["stale"] == []

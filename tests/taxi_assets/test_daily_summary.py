@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,10 +17,17 @@ from partitions.records import MaterializationRecord
 from partitions.staleness import PartitionState
 from taxi_assets import daily_summary
 from taxi_assets._write import WriteLayout
-from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, summary_schema, summary_uri
+from taxi_assets.daily_summary import (
+    StreamSummary,
+    materialize_daily_summary,
+    plan_daily_summary,
+    summary_schema,
+    summary_uri,
+)
 from taxi_assets.errors import ConfigurationError
 from taxi_assets.settings import Settings
 from taxi_assets.sink import write_month
+from taxi_assets.steps import materialize_month, plan_months
 
 LAYOUT = WriteLayout(rows_per_group=2_000, groups_per_file=2)
 
@@ -131,3 +140,94 @@ def test_a_month_without_trips_is_refused_with_the_next_step(tmp_path):
     load_trips(cfg, "2022-04", valid_month("2022-04", 100), "trips-1")
     with pytest.raises(ConfigurationError, match="taxi-assets run --partitions 2022-06"):
         materialize_daily_summary("2022-06", cfg, run_id="sum-1")
+
+
+def mixed_month(month: str, rows: int) -> pa.Table:
+    """A month with quarantined rows, an unknown licence, unknown and outside-NYC zones, a zone not in the lookup."""
+    return with_values(
+        valid_month(month, rows),
+        {
+            "hvfhs_license_num": {0: "HV0009", 5: "HV0004"},
+            "PULocationID": {1: 264, 2: 265},
+            "DOLocationID": {3: 265, 4: 1},
+            "driver_pay": {6: -1.0, 7: -2.0},  # quarantined: not in trips, not in the summary
+        },
+    )
+
+
+def assert_same_summary(left: pa.Table, right: pa.Table) -> None:
+    """Same keys and counts; sums equal up to the order of float additions (batches differ between builds)."""
+    keys = ["day", "company", "pickup_borough", "dropoff_borough", "trips", "month"]
+    assert left.select(keys).equals(right.select(keys))
+    for column in ("fare", "tips", "miles"):
+        assert left[column].to_pylist() == pytest.approx(right[column].to_pylist(), rel=1e-12)
+
+
+def test_the_summary_summed_as_the_month_streams_equals_the_one_rebuilt_from_the_committed_month(tmp_path):
+    cfg = settings(tmp_path)
+    source = write_source(Path(cfg.source), "2022-04", mixed_month("2022-04", 5_000))
+    record = MaterializationRecord(partition="2022-04", status="success", run_id="trips-1", code_version="cv")
+    small_batches = WriteLayout(rows_per_group=300, groups_per_file=2)  # many batches, merged partials
+    written = write_month(source, cfg, record, now=lambda: "2026-11-24T00:00:00+00:00", layout=small_batches)
+    rebuilt = daily_summary.summarize(cfg.trips_uri, "2022-04", version=written.trips_version)
+    assert written.summary.schema == summary_schema()
+    assert pc.sum(written.summary["trips"]).as_py() == written.rows_written == 4_998
+    assert_same_summary(written.summary, rebuilt)
+    assert {"HV0009", "Via"} <= set(rebuilt["company"].to_pylist())
+
+
+def test_many_batches_merge_into_the_summary_of_one(monkeypatch):
+    month = valid_month("2022-04", 2_000)
+    keep = pa.array([i % 7 != 0 for i in range(2_000)])
+    with StreamSummary("2022-04") as whole:
+        whole.add(month, keep)
+        expected = whole.result()
+    monkeypatch.setattr(daily_summary, "MAX_PARTIALS", 3)  # merged every third batch
+    with StreamSummary("2022-04") as pieces:
+        for offset in range(0, 2_000, 100):
+            pieces.add(month.slice(offset, 100), keep.slice(offset, 100))
+        assert len(pieces._partials) < 3
+        got = pieces.result()
+    assert pieces.rows == whole.rows == sum(keep.to_pylist())
+    assert_same_summary(got, expected)
+
+
+def test_a_scan_that_fails_midway_raises_in_the_summary_and_leaves_no_thread_behind():
+    batch = valid_month("2022-04", 10).to_batches()[0]
+
+    def failing():
+        yield batch
+        raise OSError("connection reset while reading trips")
+
+    reader = pa.RecordBatchReader.from_batches(batch.schema, failing())
+    with pytest.raises(OSError, match="connection reset"):
+        list(daily_summary._read_ahead(reader))
+    endless = pa.RecordBatchReader.from_batches(batch.schema, (batch for _ in range(10_000)))
+    ahead = daily_summary._read_ahead(endless, depth=2)
+    assert next(ahead).num_rows == 10
+    ahead.close()  # the consumer leaves early: the reading thread is stopped, not left blocked on a full queue
+    assert not [t for t in threading.enumerate() if t.name == "daily-summary-scan"]
+
+
+def test_a_month_task_commits_its_summary_after_trips_and_a_failed_summary_commit_fails_only_the_summary(tmp_path):
+    cfg = settings(tmp_path)
+    write_source(Path(cfg.source), "2022-04", mixed_month("2022-04", 1_000))
+    plan = plan_months(cfg)
+    result = materialize_month(plan.listing.files["2022-04"], cfg, run_id="run-1", code_version=plan.code_version)
+    assert result.summary_version == 1  # the table created (v0), then the month (v1)
+    assert result.summary_error == ""
+    assert states(cfg) == {"2022-04": PartitionState.FRESH}
+    log = DeltaTable(summary_uri(cfg)).history(1)[0]
+    assert (log["partitions.source_fingerprint"], log["partitions.run_id"]) == ("run-1", "run-1")
+    assert log["partitions.upstream"] == f"trips@{result.trips_version}"
+    assert pc.sum(summary(cfg, "2022-04")["trips"]).as_py() == result.rows_written
+
+    shutil.rmtree(summary_uri(cfg))
+    Path(summary_uri(cfg)).write_text("not a table")  # the summary cannot be written
+    again = materialize_month(plan.listing.files["2022-04"], cfg, run_id="run-2", code_version=plan.code_version)
+    assert again.ok
+    assert again.summary_version is None
+    assert again.summary_error
+    assert DeltaTable(cfg.trips_uri).history(1)[0]["partitions.run_id"] == "run-2"  # trips committed all the same
+    Path(summary_uri(cfg)).unlink()
+    assert states(cfg) == {"2022-04": PartitionState.MISSING}  # the run's daily-summary step rebuilds it

@@ -9,6 +9,7 @@ the exact arguments a Coiled cluster would get, with its token from a Secret blo
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def test_stale_summaries_alone_are_rebuilt_in_the_flow_without_a_cluster_or_a_tr
     cfg = local_settings(tmp_path)
     months = ["2019-02", "2019-03"]
     write_months(cfg.source, months, rows=ROWS)
-    materialize_without_prefect(cfg)  # trips committed, no summary yet: as after a crash before the summary
+    materialize_without_prefect(cfg)
+    shutil.rmtree(daily_summary.summary_uri(cfg))  # trips committed, summaries lost: as after a crash before them
     trips = table_version(cfg)
 
     state = run_state(cfg)
