@@ -5,7 +5,8 @@ For each size (millions of rows) a synthetic month with the real-file layout (on
 rotating order, each variant runs as a whole process while this script samples the summed RSS of its process tree
 (the process and every descendant, e.g. Dask workers) every 50 ms:
 
-  (a) ``taxi-assets materialize``: read, cast, rules, both Delta commits, then the DuckDB checks;
+  (a) ``taxi-assets materialize``: read, cast, rules, both Delta commits, the month's ``daily_summary`` (summed
+      as the month streams, committed after ``trips``), then the DuckDB checks;
   (w) the same without the checks (``steps.materialize_month`` after the same plan, in its own process), to
       show what the streaming write costs apart from ``taxi_assets.verify``;
   (b) the seed: ``dask.dataframe.read_parquet -> astype`` (float32 money, int32 ints, categorical Y/N flags)

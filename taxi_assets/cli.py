@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -24,7 +23,9 @@ from taxi_assets import demo as demo_mod
 from taxi_assets.cli_analysts import add_commands as add_analyst_commands
 from taxi_assets.daily_summary import stale_summary_months
 from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
+from taxi_assets.prefect_api import LaunchedApi
 from taxi_assets.prefect_api import launch as launch_prefect_api
+from taxi_assets.prefect_api import set_defaults as set_prefect_defaults
 from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
 from taxi_assets.settings import Settings
 from taxi_assets.steps import INTENTS, new_run_id, plan_months, run_month
@@ -97,17 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, api: LaunchedApi | None = None) -> int:
+    """Run one command; ``api`` is a Prefect API server already launched for ``run`` (``taxi_assets.entry``)."""
     # The process ends right after its command: at exit, skip the final garbage collection of what Prefect, Dask
     # and the data stack leave (0.6 s at the end of a `run`, measured). Everything is committed, closed and
     # flushed by then; atexit handlers registered later (Dask's, Prefect's) still run before this one.
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The ephemeral API's first start migrates a fresh SQLite database: on a busy 2-core machine that can
-    # exceed Prefect's 20 s default and fail the run for no reason.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    set_prefect_defaults()
     args = build_parser().parse_args(argv)
+    args.api = api
     try:
         return int(args.handler(args))
     except (PartitionsError, TaxiAssetsError) as exc:
@@ -154,15 +154,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
     # The no-op path (no Prefect API, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
     if not plan.stale and not stale_summary_months(cfg):
+        if args.api is not None:
+            args.api.stop()  # launched in case (taxi_assets.entry): still starting, stopped unused
         summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
         if args.json:
             print_json(summary)
         else:
             out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
         return 0
-    # The API server starts now, before Prefect is imported, so its start-up overlaps the import (see
-    # taxi_assets.prefect_api); both cost seconds the no-op path above skips.
-    api = launch_prefect_api()
+    # The API server starts now at the latest (`taxi-assets run` launched it before its imports), before Prefect
+    # is imported, so its start-up overlaps the import (see taxi_assets.prefect_api).
+    api = args.api or launch_prefect_api()
     try:
         from taxi_assets.flows import fhvhv_pipeline, warm_up
 

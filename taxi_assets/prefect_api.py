@@ -22,13 +22,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
-
-from taxi_assets.errors import ApiUnavailable
 
 # Prefect's SubprocessASGIServer runs prefect.server.api.server:create_app; this is the same application, answering
 # Retry-After on a 503 (a SQLite lock-up) so Prefect's client retries after 0.1 s, not 2 s (see the module there).
@@ -63,6 +59,8 @@ def _prefect_package_parent() -> str:
 
     spec = importlib.util.find_spec("prefect")
     if spec is None or not spec.submodule_search_locations:
+        from taxi_assets.errors import ApiUnavailable
+
         raise ApiUnavailable("", "the prefect package is not installed in this environment")
     return os.path.dirname(next(iter(spec.submodule_search_locations)))
 
@@ -80,6 +78,11 @@ class LaunchedApi:
 
     def wait_ready(self, timeout: float) -> None:
         """Block until ``/api/health`` answers 200; :class:`ApiUnavailable` if the process dies or time runs out."""
+        import urllib.error
+        import urllib.request
+
+        from taxi_assets.errors import ApiUnavailable  # here: `taxi-assets run` imports this module before the rest
+
         if self.process is None:
             raise ApiUnavailable(self.url, "no server was launched (PREFECT_API_URL is set)")
         deadline = time.monotonic() + timeout
@@ -135,6 +138,14 @@ class LaunchedApi:
                     _drain_prefect_queues()
         finally:
             self.stop()
+
+
+def set_defaults() -> None:
+    """Prefect settings this project's runs need unless the user set them: before a server is launched."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral API's first start migrates a fresh SQLite database: on a busy 2-core machine that can
+    # exceed Prefect's 20 s default and fail the run for no reason.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def startup_timeout() -> float:
