@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -177,7 +178,7 @@ def test_the_summary_summed_as_the_month_streams_equals_the_one_rebuilt_from_the
 
 
 def test_many_batches_merge_into_the_summary_of_one(monkeypatch):
-    month = valid_month("2022-04", 2_000)
+    month = valid_month("2022-04", 2_000).combine_chunks().to_batches()[0]
     keep = pa.array([i % 7 != 0 for i in range(2_000)])
     with StreamSummary("2022-04") as whole:
         whole.add(month, keep)
@@ -231,3 +232,44 @@ def test_a_month_task_commits_its_summary_after_trips_and_a_failed_summary_commi
     assert DeltaTable(cfg.trips_uri).history(1)[0]["partitions.run_id"] == "run-2"  # trips committed all the same
     Path(summary_uri(cfg)).unlink()
     assert states(cfg) == {"2022-04": PartitionState.MISSING}  # the run's daily-summary step rebuilds it
+
+
+def test_edge_keys_and_nulls_are_summed_as_sql_would():
+    """Null or unknown zones are 'Unknown', an unknown licence keeps its code, a group of null fares sums to null."""
+    rows = [
+        # pickup, licence, PU, DO, fare, tips, miles, keep
+        (datetime(2022, 4, 1, 8), "HV0003", 132, 265, 10.0, 1.0, 2.0, True),
+        (datetime(2022, 4, 1, 9), "HV0003", 132, 265, 5.5, None, 1.0, True),
+        (datetime(2022, 4, 1, 9), "HV0003", 132, 265, 99.0, 9.0, 9.0, False),  # quarantined: not summed
+        (datetime(2022, 4, 2, 0), "HV0009", None, 0, None, None, 3.0, True),  # no zone, zone 0: Unknown
+        (datetime(2022, 4, 2, 1), "HV0009", 70_000, -5, None, 2.5, 4.0, True),  # IDs the lookup lacks
+        (datetime(2022, 3, 31, 23), "HV0005", 1, 264, 7.0, 0.0, 1.5, True),  # the tolerance before the month
+    ]
+    columns = list(zip(*rows, strict=True))
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "pickup_datetime": pa.array(columns[0], pa.timestamp("us")),
+            "hvfhs_license_num": pc.dictionary_encode(pa.array(columns[1])),
+            "PULocationID": pa.array(columns[2], pa.int32()),
+            "DOLocationID": pa.array(columns[3], pa.int32()),
+            "base_passenger_fare": pa.array(columns[4], pa.float64()),
+            "tips": pa.array(columns[5], pa.float64()),
+            "trip_miles": pa.array(columns[6], pa.float64()),
+        }
+    )
+    with StreamSummary("2022-04") as summed:
+        summed.add(batch, pa.array(columns[7]))
+        got = summed.result().to_pylist()
+    assert summed.rows == 5
+    by_key = {(r["day"].isoformat(), r["company"], r["pickup_borough"], r["dropoff_borough"]): r for r in got}
+    assert set(by_key) == {
+        ("2022-03-31", "Lyft", "EWR", "Unknown"),
+        ("2022-04-01", "Uber", "Queens", "N/A"),
+        ("2022-04-02", "HV0009", "Unknown", "Unknown"),
+    }
+    uber = by_key[("2022-04-01", "Uber", "Queens", "N/A")]
+    assert (uber["trips"], uber["fare"], uber["tips"], uber["miles"]) == (2, 15.5, 1.0, 3.0)
+    unknown = by_key[("2022-04-02", "HV0009", "Unknown", "Unknown")]
+    assert (unknown["trips"], unknown["fare"], unknown["tips"], unknown["miles"]) == (2, None, 2.5, 7.0)
+    assert all(r["month"] == "2022-04" for r in got)
+    assert [r["day"] for r in got] == sorted(r["day"] for r in got)
