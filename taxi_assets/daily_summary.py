@@ -9,10 +9,10 @@ the writer, on the clean rows it commits; the checks then prove those rows are t
 right after ``trips`` (:func:`commit_summary`): no second read of the month, and on a cluster every worker
 summarizes its own months. A month whose summary is stale on its own (a new :data:`SUMMARY_VERSION`, a lost
 commit) is rebuilt by :func:`materialize_daily_summary` from exactly the ``trips`` version its latest success
-committed, through DuckDB's scan of that version into the same :class:`StreamSummary`. DuckDB aggregates each
-batch on compact keys (day, licence, borough codes looked up in Arrow: a join per row cost twice as much), then
-the partial sums, then names the keys. Sums are float64 added batch by batch: two builds of a month agree to the
-last few bits, not bit for bit.
+committed, through DuckDB's scan of that version into the same :class:`StreamSummary`. Each batch is summed on
+one dense integer key (day, licence, borough codes from a lookup table: no join, no hash table per row), then
+DuckDB merges the partial sums and names the keys. Sums are float64 added batch by batch: two builds of a month
+agree to the last few bits, not bit for bit.
 
 Companies come from ``hvfhs_license_num`` (HV0002 Juno, HV0003 Uber, HV0004 Via, HV0005 Lyft; any other code is
 kept as is), boroughs from the TLC zone lookup (``taxi_assets.synth.zones.zone_lookup``), whose own text is
