@@ -201,18 +201,21 @@ class StreamSummary:
 
     def add(self, batch: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> None:
         """Sum the rows of ``batch`` where ``keep`` is true (every row when ``keep`` is None)."""
-        if batch.num_rows == 0:
+        kept = np.ones(batch.num_rows, dtype=bool) if keep is None else keep.to_numpy(zero_copy_only=False)
+        if not kept.any():
             return
+        # Quarantined rows may lack a pickup or lie years away: only the kept rows' days span the key.
         pickup = batch.column("pickup_datetime")
-        if pickup.null_count:  # a trips row always has one (a rule quarantines the others)
-            raise ValueError(f"{self.month}: {pickup.null_count} trips rows without pickup_datetime to summarize")
-        days = pc.cast(pickup, pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        days = pc.cast(pickup, pa.date32()).cast(pa.int32()).fill_null(0).to_numpy(zero_copy_only=False)
+        if pickup.null_count and not pickup.is_valid().to_numpy(zero_copy_only=False)[kept].all():
+            raise ValueError(f"{self.month}: trips rows without pickup_datetime to summarize (a rule quarantines them)")
         licenses = batch.column("hvfhs_license_num")
         if not pa.types.is_dictionary(licenses.type):
             licenses = pc.dictionary_encode(licenses)
         n_licenses = len(licenses.dictionary) + 1  # the last: a null licence
-        first_day, n_boroughs = int(days.min()), self._null_borough + 1
-        cells = int(days.max() - first_day + 1) * n_licenses * n_boroughs * n_boroughs
+        kept_days = days[kept] if keep is not None else days
+        first_day, n_boroughs = int(kept_days.min()), self._null_borough + 1
+        cells = int(kept_days.max() - first_day + 1) * n_licenses * n_boroughs * n_boroughs
         key = (days - first_day).astype(np.intp)
         key *= n_licenses
         key += licenses.indices.fill_null(n_licenses - 1).to_numpy(zero_copy_only=False)
@@ -221,7 +224,7 @@ class StreamSummary:
         key *= n_boroughs
         key += self._borough_codes(batch.column("DOLocationID"))
         if keep is not None and keep.false_count:
-            key = np.where(keep.to_numpy(zero_copy_only=False), key, cells)  # dropped rows: one cell past the end
+            key = np.where(kept, key, cells)  # dropped rows: one cell past the end
         counts = np.bincount(key, minlength=cells + 1)[:cells]
         used = np.flatnonzero(counts)
         sums = {name: self._sums(batch.column(column), key, cells, used) for name, column in _MEASURES}

@@ -152,6 +152,7 @@ def mixed_month(month: str, rows: int) -> pa.Table:
             "PULocationID": {1: 264, 2: 265},
             "DOLocationID": {3: 265, 4: 1},
             "driver_pay": {6: -1.0, 7: -2.0},  # quarantined: not in trips, not in the summary
+            "pickup_datetime": {8: None, 9: datetime(2001, 1, 1)},  # quarantined, and outside any day range kept
         },
     )
 
@@ -172,7 +173,7 @@ def test_the_summary_summed_as_the_month_streams_equals_the_one_rebuilt_from_the
     written = write_month(source, cfg, record, now=lambda: "2026-11-24T00:00:00+00:00", layout=small_batches)
     rebuilt = daily_summary.summarize(cfg.trips_uri, "2022-04", version=written.trips_version)
     assert written.summary.schema == summary_schema()
-    assert pc.sum(written.summary["trips"]).as_py() == written.rows_written == 4_998
+    assert pc.sum(written.summary["trips"]).as_py() == written.rows_written == 4_996
     assert_same_summary(written.summary, rebuilt)
     assert {"HV0009", "Via"} <= set(rebuilt["company"].to_pylist())
 
@@ -273,3 +274,18 @@ def test_edge_keys_and_nulls_are_summed_as_sql_would():
     assert (unknown["trips"], unknown["fare"], unknown["tips"], unknown["miles"]) == (2, None, 2.5, 7.0)
     assert all(r["month"] == "2022-04" for r in got)
     assert [r["day"] for r in got] == sorted(r["day"] for r in got)
+
+
+def test_a_kept_row_without_pickup_is_refused_and_a_dropped_one_is_ignored():
+    batch = valid_month("2022-04", 4).combine_chunks().to_batches()[0]
+    pickups = batch.column("pickup_datetime").to_pylist()
+    batch = batch.set_column(
+        batch.schema.get_field_index("pickup_datetime"),
+        "pickup_datetime",
+        pa.array([None, *pickups[1:]], batch.schema.field("pickup_datetime").type),
+    )
+    with StreamSummary("2022-04") as summed:
+        summed.add(batch, pa.array([False, True, True, True]))
+        assert summed.rows == 3
+        with pytest.raises(ValueError, match="without pickup_datetime"):
+            summed.add(batch, pa.array([True, True, True, True]))
