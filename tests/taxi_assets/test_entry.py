@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from builders import write_months
 
@@ -50,6 +52,8 @@ def test_a_run_with_nothing_stale_stops_the_server_launched_first_unused(tmp_pat
     (api,) = launches
     assert api.process is not None
     assert api.process.poll() is not None, "the server launched first was stopped before the command returned"
+    assert not api.ready
+    assert api.process.returncode == -signal.SIGKILL, "killed at once: a starting server ignores SIGTERM for seconds"
 
 
 def test_a_run_with_work_uses_the_server_launched_first(tmp_path, capsys, launches, prefect_api):
@@ -59,6 +63,15 @@ def test_a_run_with_work_uses_the_server_launched_first(tmp_path, capsys, launch
     (api,) = launches
     assert api.process is not None
     assert api.process.poll() is not None
+
+
+def test_a_server_once_used_is_stopped_gracefully():
+    api = api_module.launch()
+    api.wait_ready(timeout=120)
+    api.stop()
+    assert api.ready
+    assert api.process is not None
+    assert api.process.returncode != -signal.SIGKILL, "SIGTERM: it drains its services and closes its database"
 
 
 def test_a_bad_command_line_still_stops_the_server(launches):
