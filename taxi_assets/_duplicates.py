@@ -16,7 +16,7 @@ import duckdb
 
 from taxi_assets.analytics import add_s3_secret
 from taxi_assets.fingerprint import RowsFingerprint, row_hash_sql
-from taxi_assets.schema import PARTITION_COLUMN
+from taxi_assets.schema import COLUMN_NAMES, PARTITION_COLUMN
 
 # Spec 3, A17: exact duplicate rows are "never seen in fhvhv" (S6 and S7 count 0): the expectation when
 # the source file is not scanned.
@@ -82,8 +82,8 @@ def _duplicate_rows(count: int) -> str:
 
 
 def _hash_duplicates(con: duckdb.DuckDBPyConnection, view: str, month: str) -> int:
-    """Rows minus distinct row hashes: an upper bound of the duplicates (a collision merges two rows)."""
-    sql = f"SELECT count(*) - count(DISTINCT {row_hash_sql()}) FROM {view} WHERE {PARTITION_COLUMN} = ?"
+    """Rows minus distinct full-row hashes: an upper bound of the duplicates (a collision merges two rows)."""
+    sql = f"SELECT count(*) - count(DISTINCT {row_hash_sql(COLUMN_NAMES)}) FROM {view} WHERE {PARTITION_COLUMN} = ?"
     return _one(con, sql, [month])
 
 

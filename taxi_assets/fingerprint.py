@@ -5,19 +5,30 @@ Why: proving that the written month holds exactly the rows the run kept used to 
 whole source file. A fingerprint is taken on the batches the writer already holds, and the check compares it
 with one aggregate over the committed month: no second read of the source, no hash table.
 
-The fingerprint of a set of rows is ``(rows, sum of hash(c1, ..., cN))`` over the canonical columns (every
-``trips`` column but the partition column, named in schema order, so both sides evaluate the same expression).
-The sum is exact (a Python int; DuckDB sums the 64-bit hashes into a 128-bit integer) and does not depend on the
-order of the rows, batches or files. Equal fingerprints mean the two sides are, as multisets, the same rows up to
-a 64-bit hash collision: a duplicated, lost or altered row changes the sum. DuckDB hashes a dictionary-encoded
-string and the plain string written to Parquet alike, so the streamed (dictionary) batches and the committed
-(plain) files agree. The hash is DuckDB's, so the fingerprint names the DuckDB version that took it and is only
-compared with one taken by the same version (:meth:`RowsFingerprint.comparable`). DuckDB hashes ``-0.0`` as
-``0.0`` and every NaN alike, so a row differing only there is not seen: no step of ours can make that change.
+The fingerprint of a set of rows is ``(rows, sum of hash(c1, ..., cN))`` over the :data:`IDENTITY` columns (named
+in schema order, so both sides evaluate the same expression). The sum is exact (a Python int; DuckDB sums the
+64-bit hashes into a 128-bit integer) and does not depend on the order of the rows, batches or files. Equal
+fingerprints mean the two sides are, as multisets, the same trips up to a 64-bit hash collision: a duplicated,
+lost or swapped row changes the sum.
+
+Why the identity columns and not all 25: between the fingerprint and the commit, rows only move whole (the
+writer slices, filters and concatenates record batches; the casts ran before), so what can go wrong there is a
+row too many, too few or another row in its place, and the columns that tell one trip from another (who, when,
+where, how far, how much) see all of that. Hashing the other 17 columns as well would also catch a value the
+Parquet encoder or the store altered inside a row, at 3.2 s of CPU per 16 M rows (1.9 s while streaming, on the
+reading thread, and 1.3 s more in the check's scan: measured in ``docs/performance.md``): 18 % of a month's CPU.
+
+DuckDB hashes a dictionary-encoded string and the plain string written to Parquet alike, so the streamed
+(dictionary) batches and the committed (plain) files agree. The hash is DuckDB's, so the fingerprint names the
+DuckDB version and the columns that took it, and is only compared with one taken the same way
+(:meth:`RowsFingerprint.comparable`). DuckDB hashes ``-0.0`` as ``0.0`` and every NaN alike, so a row differing
+only there is not seen: no step of ours can make that change.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -25,20 +36,33 @@ from typing import Final
 import duckdb
 import pyarrow as pa
 
-from taxi_assets.schema import COLUMN_NAMES
-
-METHOD: Final = f"duckdb-{duckdb.__version__}-hash-sum"
+# What tells one trip from another: who, when, where, how far, how much. Timestamps are whole seconds in the
+# published files and a busy second holds several trips; with the zones, the miles and two money columns, two
+# distinct trips that agree on all eight are not expected in a month. All required: never null in ``trips``.
+IDENTITY: Final = (
+    "hvfhs_license_num",
+    "pickup_datetime",
+    "dropoff_datetime",
+    "PULocationID",
+    "DOLocationID",
+    "trip_miles",
+    "base_passenger_fare",
+    "driver_pay",
+)
+METHOD: Final = (
+    f"duckdb-{duckdb.__version__}-hash-sum-identity-{hashlib.sha256(','.join(IDENTITY).encode()).hexdigest()[:8]}"
+)
 _KEEP: Final = "__keep"
 
 
-def row_hash_sql() -> str:
-    """``hash("c1", ..., "cN")`` over the canonical columns in schema order: the one expression both sides use."""
-    return "hash(" + ", ".join(f'"{c}"' for c in COLUMN_NAMES) + ")"
+def row_hash_sql(columns: Sequence[str] = IDENTITY) -> str:
+    """``hash("c1", ..., "cN")`` over ``columns``, in schema order: the one expression both sides use."""
+    return "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
 
 
 @dataclass(frozen=True, slots=True)
 class RowsFingerprint:
-    """How many rows, and the exact sum of their row hashes, as taken by :data:`METHOD`."""
+    """How many rows, and the exact sum of their identity hashes, as taken by :data:`METHOD`."""
 
     rows: int
     hash_sum: int

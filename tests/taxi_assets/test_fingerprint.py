@@ -5,6 +5,7 @@ the fingerprint DuckDB computes over the committed month must equal the streamed
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from pathlib import Path
@@ -19,8 +20,8 @@ from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from taxi_assets._write import WriteLayout
 from taxi_assets.analytics import open_connection, register_table
-from taxi_assets.fingerprint import METHOD, RowsFingerprint, StreamFingerprint, fingerprint_sql
-from taxi_assets.schema import PARTITION_COLUMN, trips_batch_schema, trips_schema
+from taxi_assets.fingerprint import IDENTITY, METHOD, RowsFingerprint, StreamFingerprint, fingerprint_sql
+from taxi_assets.schema import COLUMN_NAMES, PARTITION_COLUMN, REQUIRED, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.sink import ROWS_FINGERPRINT, Written, write_month
 from taxi_assets.synth import write_month_file
@@ -111,7 +112,7 @@ def test_dictionary_and_plain_strings_fingerprint_alike_and_the_keep_mask_select
     assert streamed(dictionary, keep=keep).rows == keep.true_count
 
 
-def test_the_fingerprint_ignores_order_and_sees_a_duplicated_lost_or_altered_row():
+def test_the_fingerprint_ignores_order_and_sees_a_duplicated_lost_or_altered_trip():
     canonical = _canonical(valid_month("2023-03", 400))
     order = list(range(canonical.num_rows))
     random.Random(7).shuffle(order)
@@ -122,8 +123,22 @@ def test_the_fingerprint_ignores_order_and_sees_a_duplicated_lost_or_altered_row
     duplicated = pa.concat_tables([canonical.slice(1), canonical.slice(2, 1)])  # row 0 lost, row 2 twice
     assert streamed(*duplicated.to_batches()).rows == base.rows
     assert streamed(*duplicated.to_batches()) != base
-    altered = with_values(canonical, {"tips": {3: canonical["tips"][3].as_py() + 0.01}})
+    fare = canonical["base_passenger_fare"][3].as_py()
+    altered = with_values(canonical, {"base_passenger_fare": {3: fare + 0.01}})
     assert streamed(*altered.to_batches()) != base
+    swapped = with_values(canonical, {"PULocationID": {3: canonical["DOLocationID"][3].as_py()}})
+    assert canonical["DOLocationID"][3] != canonical["PULocationID"][3]
+    assert streamed(*swapped.to_batches()) != base
+
+
+def test_the_identity_columns_are_required_in_schema_order_and_the_only_ones_hashed():
+    assert list(IDENTITY) == [c for c in COLUMN_NAMES if c in IDENTITY]
+    assert set(IDENTITY) <= set(REQUIRED)  # never null in trips: a null would hash like any other null
+    assert METHOD.endswith(hashlib.sha256(",".join(IDENTITY).encode()).hexdigest()[:8])
+    canonical = _canonical(valid_month("2023-03", 200))
+    base = streamed(*canonical.to_batches())
+    tips = with_values(canonical, {"tips": {3: canonical["tips"][3].as_py() + 0.01}})  # not an identity column
+    assert streamed(*tips.to_batches()) == base
 
 
 def test_text_round_trip_and_only_the_same_method_compares():

@@ -176,9 +176,11 @@ def lost_and_duplicated(rows: pa.Table) -> pa.Table:
 
 
 def altered(rows: pa.Table) -> pa.Table:
-    tips = rows.column("tips").to_pylist()
-    tips[0] = (tips[0] or 0.0) + 0.01
-    return rows.set_column(rows.schema.get_field_index("tips"), "tips", pa.array(tips, pa.float64()))
+    """Another trip in row 0's place: its fare differs (an identity column, :data:`fingerprint.IDENTITY`)."""
+    fares = rows.column("base_passenger_fare").to_pylist()
+    fares[0] = fares[0] + 0.01
+    index = rows.schema.get_field_index("base_passenger_fare")
+    return rows.set_column(index, "base_passenger_fare", pa.array(fares, pa.float64()))
 
 
 @pytest.mark.parametrize(
