@@ -3,8 +3,10 @@
 DuckDB reads the committed versions through the Delta log (``delta_scan(uri, version => n)``, or deltalake's
 Arrow dataset pinned to the version: see :mod:`taxi_assets.analytics`), never by globbing parquet files,
 which would also count superseded files. Every check reads only the month's partition, and all the trips checks
-share one scan of it: counts, nulls and the row fingerprint are plain aggregates, so memory does not grow with
-the month, and the source file is not read again unless a fingerprint disagrees.
+share one scan of it: counts and the row fingerprint are plain aggregates, so memory does not grow with the
+month, and the source file is not read again unless a fingerprint disagrees. Nulls are summed from the footers
+of the month's data files in that version (DuckDB ``parquet_metadata``), where the Parquet writer counted them
+per column chunk; the scan counts them only when a footer has no count.
 
 =========================== =================================================================================
 check                       passes when
@@ -14,12 +16,14 @@ check                       passes when
 ``rows_conserved``          trips + quarantine rows of the month = source rows
 ``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (widened by
                             the cleaning's ``PICKUP_TOLERANCE``): else rows of another month were filed under K
-``no_duplicates_introduced`` the month's rows are, as a multiset, exactly the rows the run streamed: the
-                            written fingerprint (:mod:`taxi_assets.fingerprint`) equals the streamed one, so
-                            no row was duplicated, lost or altered (a source's own duplicates pass). On a
+``no_duplicates_introduced`` the month's trips are, as a multiset, exactly the trips the run streamed: the
+                            written fingerprint (:mod:`taxi_assets.fingerprint`, over the columns that
+                            identify a trip) equals the streamed one, so no row was duplicated, lost or
+                            replaced by another (a source's own duplicates pass). On a
                             mismatch the result counts the duplicates in the month and in the source. Without
                             a streamed fingerprint: duplicate full rows in the month <= those in the source
-``required_not_null``       no trip has a null in a column of :data:`taxi_assets.schema.REQUIRED`
+``required_not_null``       no trip has a null in a column of :data:`taxi_assets.schema.REQUIRED` (per the
+                            files' footers, else counted in the scan)
 =========================== =================================================================================
 
 Results go to the append-only ``<sink>/checks`` Delta table through :func:`record_checks`.
@@ -42,7 +46,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from partitions.code_version import code_version
 from partitions.delta_log import maybe_write_state_checkpoint
-from partitions.errors import StorageUnavailable
+from partitions.errors import PartitionsError, StorageUnavailable
 from partitions.keys import month_bounds
 from partitions.records import MaterializationRecord
 from partitions.storage_errors import open_table, storage_errors_named
@@ -128,7 +132,8 @@ def verify_month_checks(
             version=quarantine_version,
             storage_options=storage_options,
         )
-        stats = _trips_stats(con, month)
+        footer_nulls = _required_nulls_in_footers(con, trips_uri, trips_version, month, storage_options)
+        stats = _trips_stats(con, month, nulls=footer_nulls)
         bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
         source = SourceScan(source_uri, source_storage_options)
         if streamed is None:
@@ -169,26 +174,64 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> 
     return int(row[0] or 0) if row else 0
 
 
-def _trips_stats(con: duckdb.DuckDBPyConnection, month: str) -> _TripsStats:
-    """Rows, rows off the month, nulls per required column and the fingerprint: one scan, plain aggregates.
+def _trips_stats(con: duckdb.DuckDBPyConnection, month: str, *, nulls: dict[str, int] | None = None) -> _TripsStats:
+    """Rows, rows off the month, the fingerprint and, unless ``nulls`` is given, nulls per required column: one
+    scan, plain aggregates.
 
     No ``DISTINCT`` here: its hash table grows with the month (it was most of the checks' time and memory).
     """
     low, high = month_bounds(month)
-    nulls = ", ".join(f'count(*) - count("{c}")' for c in REQUIRED)
+    null_sql = "".join(f', count(*) - count("{c}")' for c in REQUIRED) if nulls is None else ""
     sql = f"""
         SELECT count(*),
                count(*) FILTER (WHERE pickup_datetime < ? OR pickup_datetime >= ?),
-               sum({row_hash_sql()}),
-               {nulls}
+               sum({row_hash_sql()}){null_sql}
         FROM trips_v WHERE {PARTITION_COLUMN} = ?
     """
     row = con.execute(sql, [low - PICKUP_TOLERANCE, high + PICKUP_TOLERANCE, month]).fetchone()
     assert row is not None
     values = [int(v or 0) for v in row]
     rows, off_month, hash_sum = values[:3]
-    nulls_by_column = dict(zip(REQUIRED, values[3:], strict=True))
+    nulls_by_column = nulls if nulls is not None else dict(zip(REQUIRED, values[3:], strict=True))
     return _TripsStats(rows, off_month, nulls_by_column, RowsFingerprint(rows, hash_sum))
+
+
+def _required_nulls_in_footers(
+    con: duckdb.DuckDBPyConnection,
+    trips_uri: str,
+    version: int,
+    month: str,
+    storage_options: Mapping[str, str] | None,
+) -> dict[str, int] | None:
+    """Nulls per required column, summed from the footers of the month's data files in ``version``.
+
+    Why: the Parquet writer counts the nulls of every column chunk as it encodes it, and reading footers costs
+    milliseconds where counting nulls in the scan decodes 16 columns (0.45 s of the checks at 16 M rows). None
+    (the scan counts them instead) when a chunk has no count, a required column is missing from a file, or the
+    files cannot be listed or read this way.
+    """
+    try:
+        table = open_table(trips_uri, storage_options=storage_options, partition=month, version=version)
+        files = table.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "=", month)])
+        if not files:
+            return dict.fromkeys(REQUIRED, 0)
+        rows = con.execute(
+            """SELECT path_in_schema, count(*), count(stats_null_count), sum(stats_null_count),
+                      max(groups.n)
+               FROM parquet_metadata(?) CROSS JOIN (
+                   SELECT count(DISTINCT (file_name, row_group_id)) AS n FROM parquet_metadata(?)) groups
+               GROUP BY path_in_schema""",
+            [files, files],
+        ).fetchall()
+    except (duckdb.Error, DeltaError, OSError, PartitionsError):
+        return None
+    found = {
+        str(name): (int(chunks), int(counted), int(nulls or 0), int(groups))
+        for name, chunks, counted, nulls, groups in rows
+    }
+    if any(c not in found or not found[c][0] == found[c][1] == found[c][3] for c in REQUIRED):
+        return None  # a chunk without a null count, or a file without the column
+    return {c: found[c][2] for c in REQUIRED}
 
 
 def record_checks(

@@ -17,13 +17,15 @@ import pytest
 from builders import local_settings, s3_settings
 from deltalake import DeltaTable
 
-from partitions.overwrite import overwrite_partition
+from partitions.overwrite import commit_files, overwrite_partition
 from partitions.records import MaterializationRecord
-from taxi_assets import duckdb_connect
+from taxi_assets import _write, duckdb_connect, verify
+from taxi_assets._write import FileSeries, data_schema
+from taxi_assets.analytics import open_connection
 from taxi_assets.cleaning import PICKUP_TOLERANCE
 from taxi_assets.errors import CheckFailed
 from taxi_assets.fingerprint import RowsFingerprint
-from taxi_assets.schema import trips_schema
+from taxi_assets.schema import REQUIRED, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, run_month, verify_month
 from taxi_assets.synth import write_month_file
@@ -239,7 +241,21 @@ def test_a_source_with_its_own_duplicates_passes_and_the_fast_path_never_reads_t
     assert checks["no_duplicates_introduced"].expected.endswith("(the rows the run streamed)")
 
 
-def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path):
+def write_without_null_counts(uri: str, data: pa.Table, month: str) -> int:
+    """Commit ``data`` as partition ``month`` in a file whose footer has no statistics (another writer's file)."""
+    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_write, "writer_options", lambda schema: {"write_statistics": False})
+        series = FileSeries(uri, "month", month, data_schema(trips_schema(), "month"))
+        series.write_group(data.drop_columns(["month"]))
+        adds = series.close()
+    assert pq.read_metadata(f"{uri}/{adds[0].path}").row_group(0).column(0).statistics is None
+    return commit_files(uri, adds, column="month", record=record, schema=trips_schema())
+
+
+@pytest.mark.parametrize("footers", ["with_null_counts", "without"])
+def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path, footers):
+    """Counted from the data files' footers when every chunk has a null count, else in the scan: same result."""
     cfg, result = month
     rows = clean_rows(cfg)
     holes = pa.array([i < 3 for i in range(rows.num_rows)])
@@ -249,8 +265,21 @@ def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path):
         "pickup_datetime",
         pc.if_else(holes, pa.scalar(None, column.type), column),
     )
-    version = write_partition(str(tmp_path / "trips"), rows, MONTH)
-    checks = checks_of(cfg, result, trips_uri=str(tmp_path / "trips"), trips_version=version)
+    uri = str(tmp_path / "trips")
+    write = write_partition if footers == "with_null_counts" else write_without_null_counts
+    version = write(uri, rows, MONTH)
+    con = open_connection()
+    try:
+        from_footers = verify._required_nulls_in_footers(con, uri, version, MONTH, None)
+    finally:
+        con.close()
+    if footers == "with_null_counts":
+        assert from_footers is not None
+        assert from_footers["pickup_datetime"] == 3
+        assert sum(from_footers.values()) == 3
+    else:
+        assert from_footers is None
+    checks = checks_of(cfg, result, trips_uri=uri, trips_version=version)
     assert failed(checks) == ["required_not_null"]
     assert checks["required_not_null"].observed == "nulls: pickup_datetime 3"
 
@@ -312,6 +341,13 @@ def test_verify_and_record_on_s3_with_the_source_scanned_by_duckdb(s3_server, s3
     checks = checks_of(cfg, result, source_uri=source, source_storage_options=cfg.storage_options(source))
     assert failed(checks) == []
     assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
+    trips_opts = cfg.storage_options(cfg.trips_uri)
+    con = open_connection(storage_options=trips_opts)
+    try:  # the footers are read over S3 too (DuckDB httpfs with the run's keys), not only on local disk
+        from_footers = verify._required_nulls_in_footers(con, cfg.trips_uri, result.trips_version, MONTH, trips_opts)
+    finally:
+        con.close()
+    assert from_footers == dict.fromkeys(REQUIRED, 0)
     opts = cfg.storage_options(cfg.checks_uri)
     before = DeltaTable(cfg.checks_uri, storage_options=opts).to_pyarrow_table().num_rows  # run_month recorded its own
     assert before == len(CHECK_NAMES)
