@@ -215,23 +215,22 @@ def _required_nulls_in_footers(
         files = table.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "=", month)])
         if not files:
             return dict.fromkeys(REQUIRED, 0)
-        rows = con.execute(
-            """SELECT path_in_schema, count(*), count(stats_null_count), sum(stats_null_count),
-                      max(groups.n)
-               FROM parquet_metadata(?) CROSS JOIN (
-                   SELECT count(DISTINCT (file_name, row_group_id)) AS n FROM parquet_metadata(?)) groups
-               GROUP BY path_in_schema""",
-            [files, files],
+        chunks = con.execute(
+            "SELECT file_name, row_group_id, path_in_schema, stats_null_count FROM parquet_metadata(?)", [files]
         ).fetchall()
     except (duckdb.Error, DeltaError, OSError, PartitionsError):
         return None
-    found = {
-        str(name): (int(chunks), int(counted), int(nulls or 0), int(groups))
-        for name, chunks, counted, nulls, groups in rows
-    }
-    if any(c not in found or not found[c][0] == found[c][1] == found[c][3] for c in REQUIRED):
-        return None  # a chunk without a null count, or a file without the column
-    return {c: found[c][2] for c in REQUIRED}
+    groups = {(file, group) for file, group, _, _ in chunks}
+    counts: dict[str, list[int | None]] = {}
+    for _, _, column, count in chunks:
+        counts.setdefault(str(column), []).append(count)
+    nulls: dict[str, int] = {}
+    for column in REQUIRED:
+        found = counts.get(column, [])
+        if len(found) != len(groups) or None in found:
+            return None  # a file without the column, or a chunk without a null count
+        nulls[column] = sum(n for n in found if n is not None)
+    return nulls
 
 
 def record_checks(
