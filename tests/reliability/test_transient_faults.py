@@ -16,7 +16,16 @@ import traceback
 from dataclasses import dataclass
 
 import pytest
-from reliability_cases import log, month_rows, plan_states, published_month, put_source, s3_settings, snapshot
+from reliability_cases import (
+    Snapshot,
+    log,
+    month_rows,
+    plan_states,
+    published_month,
+    put_source,
+    s3_settings,
+    snapshot,
+)
 
 from partitions import _storage
 from partitions.errors import StorageUnavailable, Transient
@@ -196,25 +205,33 @@ def test_a_fault_is_ridden_out_or_fails_the_month_cleanly(cfg, proxy, fault, fig
     figure("transient", case=fault.name, outcome=outcome, faults=faults, rows_lost=0)
 
 
+def outage_after_commit(
+    cfg: Settings, proxy, month: str, table: str, run_id: str
+) -> tuple[Snapshot, StorageUnavailable]:
+    """v1 committed, v2 published; then ``table``'s commit of v2 lands, its answer is lost and the network stays
+    down: the write must fail with StorageUnavailable. Returns the snapshot before it and the error, network up."""
+    put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
+    write(cfg, month)
+    put_source(cfg, month, published_month(month, ROWS_V2, seed=12))
+    before = snapshot(cfg, month)
+    proxy.reset()
+    proxy.fail("cut", method="PUT", path=commit_put(table), after=True)  # down until told otherwise
+    with pytest.raises(StorageUnavailable, match=month) as info:
+        write(cfg, month, run_id, check=False)
+    proxy.up()
+    return before, info.value
+
+
 @pytest.mark.slow
 def test_an_outage_that_outlasts_every_retry_between_the_commits_fails_the_month_cleanly(cfg, proxy, figure):
     """The quarantine commit lands, its answer is lost and the network stays down: after the clients' retries
     the run fails with StorageUnavailable, readers keep trips v1 whole, the month plans incomplete, and the
     next run completes it."""
     month = "2021-11"
-    put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
-    write(cfg, month)
-    put_source(cfg, month, published_month(month, ROWS_V2, seed=12))
-    before = snapshot(cfg, month)
-    proxy.reset()
-    proxy.fail("cut", method="PUT", path=commit_put("quarantine"), after=True)  # down until told otherwise
+    before, error = outage_after_commit(cfg, proxy, month, "quarantine", "run-outage")
 
-    with pytest.raises(StorageUnavailable, match=month) as info:
-        write(cfg, month, "run-outage", check=False)
-
-    proxy.up()
-    assert isinstance(info.value, Transient)
-    assert info.value.exit_code == 3
+    assert isinstance(error, Transient)
+    assert error.exit_code == 3
     assert snapshot(cfg, month).trips_files == before.trips_files
     assert month_rows(cfg, "trips", month) == before.trips_rows
     state, reason = plan_states(cfg)[month]
@@ -235,18 +252,9 @@ def test_an_outage_that_outlasts_every_retry_after_the_trips_commit_landed_leave
     commit, so the run fails with StorageUnavailable, yet readers see the new month whole (both tables), the
     month plans failed until a run records its checks, and the next run rewrites it to the same rows."""
     month = "2021-10"
-    put_source(cfg, month, published_month(month, ROWS_V1, seed=7))
-    write(cfg, month)
-    put_source(cfg, month, published_month(month, ROWS_V2, seed=12))
-    before = snapshot(cfg, month)
-    proxy.reset()
-    proxy.fail("cut", method="PUT", path=commit_put("trips"), after=True)  # down until told otherwise
+    before, error = outage_after_commit(cfg, proxy, month, "trips", "run-outage-after-trips")
 
-    with pytest.raises(StorageUnavailable, match=month) as info:
-        write(cfg, month, "run-outage-after-trips", check=False)
-
-    proxy.up()
-    assert info.value.table_uri == cfg.trips_uri
+    assert error.table_uri == cfg.trips_uri
     assert "run-outage-after-trips" in [c.run_id for c in successes(cfg, "trips", month)]
     landed = snapshot(cfg, month)
     assert landed.trips_files != before.trips_files
