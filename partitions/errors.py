@@ -63,6 +63,19 @@ class SourceListingError(Transient, PartitionsError):
         return f"cannot list source {self.uri}: {self.detail}; check the network and credentials, then retry"
 
 
+class SourceNotFound(PartitionsError):
+    """The local source directory does not exist (or is a file): a wrong path, which no retry can fix."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, uri: str, problem: str = "does not exist") -> None:
+        super().__init__(uri, problem)
+        self.uri, self.problem = uri, problem
+
+    def __str__(self) -> str:
+        return f"source directory {self.uri} {self.problem}; fix the source path given to this run, then re-run"
+
+
 class StorageUnavailable(Transient, PartitionsError):
     """The table's store did not answer (connection cut, timeout, 5xx) after the client's own retries.
 

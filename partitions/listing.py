@@ -25,7 +25,7 @@ from typing import IO, Any
 import pyarrow.fs as pafs
 
 from partitions._storage import fsspec_for, is_s3, pyarrow_fs_for, write_atomically
-from partitions.errors import InvalidPartitionKey, SourceListingError, StorageAccessDenied
+from partitions.errors import InvalidPartitionKey, SourceListingError, SourceNotFound, StorageAccessDenied
 from partitions.keys import MonthlyPartitions, month_range, parse_month
 from partitions.source import Listing, SkippedFile, SourceFile
 from partitions.storage_errors import classify_storage_error, display_uri
@@ -51,6 +51,11 @@ def list_source(
     (probed for ``keys``, by default every month from ``partitions.start`` to ``partitions.end``).
     ``fingerprint_cache`` is the JSON file remembering local content hashes; by default
     ``$XDG_CACHE_HOME/partitions/fingerprints.json`` (``~/.cache/...``), never inside the source directory.
+
+    Raises:
+        SourceNotFound: a local ``uri`` that is not a directory (not transient: a wrong path stays wrong).
+        SourceListingError: the store or server did not answer (transient).
+        StorageAccessDenied: the store refused the credentials.
     """
     if uri.startswith(("http://", "https://")):
         if keys is None:
@@ -177,8 +182,8 @@ def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_En
 
 def _list_local(uri: str, partitions: MonthlyPartitions, cache_file: str | Path | None) -> Listing:
     root = Path(uri.removeprefix("file://")).expanduser()
-    if not root.is_dir():
-        raise SourceListingError(str(root), "no such directory")
+    if not root.is_dir():  # a wrong path, not an outage: not transient, so nothing retries it
+        raise SourceNotFound(str(root), "is a file, not a directory" if root.exists() else "does not exist")
     entries: list[_Entry] = []
     stats: dict[str, os.stat_result] = {}
     for path in root.rglob("*"):

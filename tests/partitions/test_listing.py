@@ -1,5 +1,6 @@
 import http.server
 import os
+import pickle
 import threading
 from functools import partial
 from pathlib import Path
@@ -8,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from partitions_cases import month_rows
 
-from partitions.errors import DuplicatePartitionSource, SourceListingError
+from partitions.errors import DuplicatePartitionSource, SourceListingError, SourceNotFound, Transient
 from partitions.keys import MonthlyPartitions
 from partitions.listing import filesystem_for, list_http, list_source, open_input
 from partitions.staleness import PartitionState, plan
@@ -104,9 +105,20 @@ def test_default_cache_lives_under_the_user_cache_dir(tmp_path, monkeypatch):
     assert (tmp_path / "xdg" / "partitions" / "fingerprints.json").is_file()
 
 
-def test_a_missing_directory_is_a_listing_error(tmp_path):
-    with pytest.raises(SourceListingError, match="no such directory"):
-        list_source(str(tmp_path / "absent"), EVENTS, fingerprint_cache=tmp_path / "c.json")
+def test_a_missing_directory_is_a_wrong_path_not_a_transient_listing_error(tmp_path):
+    absent = tmp_path / "absent"
+    with pytest.raises(SourceNotFound, match=r"source directory .*absent does not exist; fix the source path") as e:
+        list_source(str(absent), EVENTS, fingerprint_cache=tmp_path / "c.json")
+    assert (e.value.uri, e.value.exit_code) == (str(absent), 2)
+    assert not isinstance(e.value, Transient | SourceListingError)  # a retry cannot fix a path
+    assert "network" not in str(e.value)
+    copy = pickle.loads(pickle.dumps(e.value))  # workers send errors back pickled
+    assert (type(copy), copy.args, str(copy)) == (SourceNotFound, e.value.args, str(e.value))
+    with pytest.raises(SourceNotFound, match="does not exist"):
+        list_source(f"file://{absent}", EVENTS, fingerprint_cache=tmp_path / "c.json")
+    a_file = put(tmp_path, "events_2019-02.parquet")
+    with pytest.raises(SourceNotFound, match="is a file, not a directory"):
+        list_source(str(a_file), EVENTS, fingerprint_cache=tmp_path / "c.json")
 
 
 @pytest.mark.integration
