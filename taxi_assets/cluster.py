@@ -9,6 +9,12 @@ cluster's whole life: it measures start-up, hands out the address, and closes th
 The class behind each kind is looked up in :data:`CLUSTER_CLASSES` at start time: that is the seam a test
 uses to put a recording ``LocalCluster`` where ``coiled.Cluster`` would be, and the place to plug in another
 Dask deployment (``dask_jobqueue.SLURMCluster``...) without touching the flow.
+
+A Coiled run needs an API token, and an unattended run must never fall into Coiled's interactive login:
+:func:`preflight_coiled` checks, in well under a second and before Prefect or any cluster starts, that one of the
+three places a token can come from holds one (a Prefect Secret block, ``DASK_COILED__TOKEN``, the Dask config
+that ``coiled login`` writes), and :func:`start_cluster` checks again right before ``coiled.Cluster``. Importing
+this module does not import Prefect, so the check is cheap for the CLI too.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import dask.config
 import psutil
-from prefect_dask import DaskTaskRunner
 
-from taxi_assets.errors import ConfigurationError
-from taxi_assets.settings import CoiledOptions
+from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.settings import CoiledOptions, Settings
+
+if TYPE_CHECKING:
+    from prefect_dask import DaskTaskRunner
 
 GiB: Final = 1 << 30
 # Peak memory of one month's task per byte of its parquet source (decompressed Arrow, the cleaned copy and the
@@ -38,7 +47,11 @@ MIN_COILED_WORKER_GIB: Final = 8
 LOCAL_MEMORY_SHARE: Final = 0.8
 ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
 
+COILED_TOKEN_ENV: Final = "DASK_COILED__TOKEN"
+COILED_TOKEN_CONFIG: Final = "coiled.token"
+
 ClusterKind = Literal["local", "coiled", "address"]
+CoiledTokenSource = Literal["block", "env", "config"]
 
 CLUSTER_CLASSES: dict[str, str | Callable[..., Any]] = {
     "local": "distributed.LocalCluster",
@@ -172,6 +185,91 @@ def _coiled(months: int, need: int, opts: CoiledOptions, name: str | None) -> Cl
     return ClusterSpec(kind="coiled", n_workers=workers, kwargs=kwargs, reason=reason)
 
 
+# -- the Coiled token preflight ----------------------------------------------------------------------------------
+
+
+def coiled_token_source(
+    *,
+    env: Mapping[str, str],
+    config_token: object = None,
+    block_name: str | None = None,
+    block_token: str | None = None,
+) -> CoiledTokenSource | None:
+    """Where a Coiled run's API token comes from, or None when from nowhere (pure: the facts are arguments).
+
+    The first place that holds one, in the order :func:`start_cluster` applies them: a Prefect Secret block
+    (named in the settings and not loaded yet, or the token loaded from it), then ``DASK_COILED__TOKEN``, then
+    ``coiled.token`` in the Dask config (``~/.config/dask/coiled.yaml``, written by ``coiled login``).
+
+    Args:
+        env: The environment (``os.environ`` in a run).
+        config_token: ``coiled.token`` as the Dask config holds it (see :func:`coiled_config_token`).
+        block_name: ``TAXI_ASSETS_COILED_TOKEN_BLOCK``; trusted before it is loaded (loading a missing block
+            fails on its own, naming it).
+        block_token: The token loaded from that block; empty counts as none.
+    """
+    if block_name or block_token:
+        return "block"
+    if (env.get(COILED_TOKEN_ENV) or "").strip():
+        return "env"
+    if isinstance(config_token, str) and config_token.strip():
+        return "config"
+    return None
+
+
+def require_coiled_token(
+    *,
+    env: Mapping[str, str],
+    config_token: object = None,
+    block_name: str | None = None,
+    block_token: str | None = None,
+) -> CoiledTokenSource:
+    """:func:`coiled_token_source`, or :class:`CoiledTokenMissing` (exit 2) when no place holds a token."""
+    source = coiled_token_source(env=env, config_token=config_token, block_name=block_name, block_token=block_token)
+    if source is None:
+        raise CoiledTokenMissing()
+    return source
+
+
+def coiled_config_token(env: Mapping[str, str] | None = None) -> object:
+    """``coiled.token`` as Coiled would read it now: the live Dask config, else the YAML files read afresh.
+
+    The files are re-read (``dask.config.collect``, which leaves the global config alone) because a
+    ``coiled login`` may have written one since Dask was imported; the live config holds what was set in code.
+    """
+    live = dask.config.get(COILED_TOKEN_CONFIG, None)
+    if live:
+        return live
+    fresh = dask.config.collect(paths=dask.config.paths, env=os.environ if env is None else env)
+    return dask.config.get(COILED_TOKEN_CONFIG, None, config=fresh)
+
+
+def preflight_coiled(
+    cfg: Settings, token_from_block: str | None = None, *, env: Mapping[str, str] | None = None
+) -> CoiledTokenSource | None:
+    """Fail fast when ``cfg`` asks for Coiled and no token can be found; else say where it will come from.
+
+    Call it before Prefect or a cluster starts (it imports neither). None when the run does not use Coiled.
+
+    Args:
+        cfg: The run's settings: ``cluster`` and ``coiled.token_block``.
+        token_from_block: The token already loaded from that block, when the caller has loaded it.
+        env: The environment (``os.environ`` when omitted).
+
+    Raises:
+        CoiledTokenMissing: one line naming the three ways to provide a token; never the token itself.
+    """
+    if cfg.cluster != "coiled":
+        return None
+    env = os.environ if env is None else env
+    return require_coiled_token(
+        env=env,
+        config_token=coiled_config_token(env),
+        block_name=cfg.coiled.token_block,
+        block_token=token_from_block,
+    )
+
+
 def cluster_class(kind: str) -> Callable[..., Any]:
     """The class (or factory) that starts a cluster of ``kind``, from :data:`CLUSTER_CLASSES`."""
     target = CLUSTER_CLASSES[kind]
@@ -226,7 +324,13 @@ def start_cluster(
             ``send_private_envs`` so they are neither stored nor logged by Coiled. Local workers inherit them.
         coiled_token: A Coiled API token from a Prefect Secret block; set in ``dask.config`` only while the
             cluster lives, never passed as an argument (arguments are what a test records and a log shows).
+
+    Raises:
+        CoiledTokenMissing: ``spec`` is Coiled and neither ``coiled_token``, ``DASK_COILED__TOKEN`` nor the Dask
+            config holds a token; raised before ``coiled.Cluster`` could start an interactive login.
     """
+    if spec.kind == "coiled":
+        require_coiled_token(env=os.environ, config_token=coiled_config_token(), block_token=coiled_token)
     if spec.kind == "address":
         assert spec.address is not None
         yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0)
@@ -237,8 +341,6 @@ def start_cluster(
     factory = cluster_class(spec.kind)
     config: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if coiled_token:
-        import dask.config
-
         config = dask.config.set({"coiled.token": coiled_token})
     t0 = time.perf_counter()
     with config:
@@ -268,5 +370,8 @@ def task_runner_for(running: RunningCluster) -> DaskTaskRunner:
     By address plus the cluster's ``security``: Prefect duplicates a task runner per flow run and a duplicate
     keeps the address and client options but not a cluster object; Coiled's TLS needs the security object.
     """
+    # Imported here, not at the top: it imports Prefect (~3 s), which the CLI's preflight must not wait for.
+    from prefect_dask import DaskTaskRunner
+
     client_kwargs = {"security": running.security} if running.security is not None else None
     return DaskTaskRunner(address=running.address, client_kwargs=client_kwargs)

@@ -163,3 +163,20 @@ class ApiUnavailable(TaxiAssetsError):
             f"{where}{self.detail}; nothing was written: run again, or point PREFECT_API_URL at a running "
             "Prefect server (`prefect server start`)"
         )
+
+
+class CoiledTokenMissing(ConfigurationError):
+    """``cluster="coiled"`` and no Coiled API token where an unattended run can find one: nothing was started.
+
+    Raised before ``coiled.Cluster`` is called: without a token it would try an interactive login (a browser, a
+    prompt) and, offline, fail deep in its HTTP client. Holds no fact but the absence, and never a token.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "cluster=coiled",
+            "no Coiled API token found; provide one in DASK_COILED__TOKEN, with `coiled login` (saves coiled.token "
+            "in ~/.config/dask/coiled.yaml), or in a Prefect Secret block named by TAXI_ASSETS_COILED_TOKEN_BLOCK; "
+            "no cluster was started",
+        )
+        self.args = ()  # pickles as CoiledTokenMissing()

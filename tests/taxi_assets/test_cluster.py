@@ -1,25 +1,40 @@
 """The cluster choice (pure: machine facts and month sizes are arguments) and the one function that starts a
-cluster, on real LocalClusters; Coiled stops at our arguments, a recording LocalCluster standing in for it."""
+cluster, on real LocalClusters; Coiled stops at our arguments (checked against the real ``coiled.Cluster``
+signature), a recording LocalCluster standing in for it; the Coiled token preflight on real Dask config files."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
+import time
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import dask.config
 import pytest
+import yaml
 from distributed import Client, LocalCluster
 from distributed.core import Status
 
 from taxi_assets import cluster as cluster_mod
 from taxi_assets.cluster import (
+    COILED_TOKEN_ENV,
     ClusterSpec,
     GiB,
     choose_cluster,
     cluster_class,
+    coiled_config_token,
+    coiled_token_source,
     month_memory,
+    preflight_coiled,
+    require_coiled_token,
     start_cluster,
     task_runner_for,
 )
-from taxi_assets.errors import ConfigurationError
-from taxi_assets.settings import CoiledOptions
+from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.settings import CoiledOptions, Settings, SpotPolicy
 
 MiB = 1 << 20
 SMALL = 50 * MiB  # a month of synthetic data; a real one is ~500 MB
@@ -41,6 +56,23 @@ class Recorder:
         instance.send_private_envs = self.private.append  # coiled.Cluster's method for secrets
         self.instances.append(instance)
         return instance
+
+
+@pytest.fixture
+def no_coiled_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No token anywhere Coiled looks: no variable, no live config, Dask config files read from an empty folder."""
+    monkeypatch.delenv(COILED_TOKEN_ENV, raising=False)
+    folder = tmp_path / "dask-config"
+    folder.mkdir()
+    monkeypatch.setattr(dask.config, "paths", [str(folder)])
+    with dask.config.set({"coiled.token": None}):
+        yield folder
+
+
+def coiled_login(folder: Path, token: str) -> None:
+    """What `coiled login` leaves behind: ~/.config/dask/coiled.yaml with coiled.token."""
+    body = {"coiled": {"token": token, "server": "https://cloud.coiled.io", "user": "someone"}}
+    (folder / "coiled.yaml").write_text(yaml.safe_dump(body))
 
 
 # -- the choice ------------------------------------------------------------------------------------------------
@@ -137,11 +169,107 @@ def test_nothing_stale_or_an_unknown_setting_is_refused() -> None:
         choose_cluster("kubernetes", month_sizes=[SMALL])
 
 
+def test_the_coiled_arguments_are_parameters_of_the_real_coiled_cluster() -> None:
+    """An upgrade of coiled that renames or drops one of our arguments fails here, not in a billed run."""
+    import coiled
+
+    signature = inspect.signature(coiled.Cluster.__init__, eval_str=True)
+    assert not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()), "no **kwargs to hide a typo"
+    every_option = CoiledOptions(software="env", vm_types=("m6i.xlarge",), workspace="tlc", worker_memory="9GiB")
+    recorder = Recorder()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "coiled", recorder)
+        for opts in (CoiledOptions(), every_option, CoiledOptions(worker_memory="32GiB")):
+            spec = choose_cluster("coiled", month_sizes=[SMALL] * 2, coiled=opts, name="taxi-assets-r1")
+            with start_cluster(spec, worker_env={"PREFECT_API_URL": "http://x/api"}, coiled_token="t0ken"):
+                pass
+    assert {"worker_vm_types", "software", "workspace", "name", "environ"} <= set().union(*recorder.calls)
+    for kwargs in recorder.calls:  # exactly what coiled.Cluster(**kwargs) would have been given
+        signature.bind(None, **kwargs)  # TypeError on an unknown or misspelt keyword
+    allowed = typing.get_args(typing.get_args(signature.parameters["spot_policy"].annotation)[0])
+    assert set(typing.get_args(SpotPolicy)) <= set(allowed)
+    assert callable(coiled.Cluster.send_private_envs)  # how start_cluster hands over PREFECT_API_KEY
+
+
 def test_the_cluster_classes_resolve_to_the_real_ones() -> None:
     import coiled
 
     assert cluster_class("local") is LocalCluster
     assert cluster_class("coiled") is coiled.Cluster
+
+
+# -- the Coiled token preflight --------------------------------------------------------------------------------
+
+
+def test_a_token_in_each_of_the_three_places_passes_and_the_block_comes_first() -> None:
+    assert coiled_token_source(env={}, block_name="coiled-token") == "block"  # not loaded yet: trusted
+    assert coiled_token_source(env={}, block_token="t0ken") == "block"
+    assert coiled_token_source(env={COILED_TOKEN_ENV: "t0ken"}) == "env"
+    assert coiled_token_source(env={}, config_token="t0ken") == "config"
+    every: dict[str, Any] = {"env": {COILED_TOKEN_ENV: "a"}, "config_token": "b", "block_token": "c"}
+    assert coiled_token_source(**every) == "block"  # start_cluster puts the block's token in dask.config
+    assert coiled_token_source(env={COILED_TOKEN_ENV: "a"}, config_token="b") == "env"
+
+
+def test_no_token_anywhere_is_one_line_naming_the_three_ways() -> None:
+    nothings: list[dict[str, Any]] = [{}, {"block_token": ""}, {"config_token": "  "}, {"env": {COILED_TOKEN_ENV: ""}}]
+    for nothing in nothings:
+        facts: dict[str, Any] = {"env": {}, **nothing}
+        assert coiled_token_source(**facts) is None
+        with pytest.raises(CoiledTokenMissing) as caught:
+            require_coiled_token(**facts)
+    error = caught.value
+    assert isinstance(error, ConfigurationError)
+    assert error.exit_code == 2
+    message = str(error)
+    assert "\n" not in message
+    for way in ("DASK_COILED__TOKEN", "coiled login", "TAXI_ASSETS_COILED_TOKEN_BLOCK"):
+        assert way in message
+    assert message.endswith("no cluster was started")
+    copy = pickle.loads(pickle.dumps(error))  # errors travel between processes
+    assert (type(copy), str(copy), copy.args) == (CoiledTokenMissing, message, ())
+
+
+def test_the_dask_config_token_is_read_afresh_from_the_files_and_live(no_coiled_token: Path) -> None:
+    assert coiled_config_token(env={}) is None
+    coiled_login(no_coiled_token, "file-t0ken")  # written after Dask was imported, as a `coiled login` would be
+    assert coiled_config_token(env={}) == "file-t0ken"
+    assert dask.config.get("coiled.token", None) is None  # read without touching the global config
+    (no_coiled_token / "coiled.yaml").unlink()
+    with dask.config.set({"coiled.token": "live-t0ken"}):
+        assert coiled_config_token(env={}) == "live-t0ken"
+    assert coiled_config_token(env={COILED_TOKEN_ENV: "env-t0ken"}) == "env-t0ken"  # Dask's own DASK_* mapping
+
+
+def test_the_preflight_asks_only_coiled_runs_and_is_instant(no_coiled_token: Path) -> None:
+    local = Settings.resolve(cluster="local", env={})
+    coiled_run = Settings.resolve(cluster="coiled", env={})
+    assert preflight_coiled(local, env={}) is None
+    t0 = time.perf_counter()
+    with pytest.raises(CoiledTokenMissing):
+        preflight_coiled(coiled_run, env={})
+    assert time.perf_counter() - t0 < 1.0
+    assert preflight_coiled(coiled_run, env={COILED_TOKEN_ENV: "t0ken"}) == "env"
+    with_block = Settings.resolve(cluster="coiled", env={"TAXI_ASSETS_COILED_TOKEN_BLOCK": "coiled-token"})
+    assert preflight_coiled(with_block, env={}) == "block"
+    assert preflight_coiled(coiled_run, "t0ken-from-block", env={}) == "block"
+    coiled_login(no_coiled_token, "file-t0ken")
+    assert preflight_coiled(coiled_run, env={}) == "config"
+
+
+def test_start_cluster_refuses_coiled_without_a_token_before_creating_anything(no_coiled_token: Path) -> None:
+    recorder = Recorder()
+    spec = choose_cluster("coiled", month_sizes=[SMALL])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(cluster_mod.CLUSTER_CLASSES, "coiled", recorder)
+        with pytest.raises(CoiledTokenMissing), start_cluster(spec, coiled_token=""):  # an empty Secret block
+            pytest.fail("the block ran")
+        assert recorder.calls == []  # no cluster, no login attempt
+        mp.setenv(COILED_TOKEN_ENV, "env-t0ken")
+        with start_cluster(spec):
+            pass
+    assert recorder.calls == [dict(spec.kwargs)]
+    assert recorder.instances[0].status == Status.closed
 
 
 # -- starting and closing ------------------------------------------------------------------------------------
