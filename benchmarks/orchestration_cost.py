@@ -13,6 +13,11 @@ timestamps (``HH:MM:SS.mmm``, the same wall clock as this script's), so nothing 
 Every child gets ``PREFECT_HOME=<work>/prefect-home``: a database shared with other jobs adds their lock waits.
 To measure another checkout of the package, put it first on ``PYTHONPATH`` and run this script from outside it.
 
+``--api`` chooses the Prefect API of (d): ``ephemeral`` (no ``PREFECT_API_URL``: Prefect starts a temporary server
+in each run, the embedded default), ``server`` (one ``prefect server start`` for the whole benchmark and
+``PREFECT_API_URL`` pointing at it, as with a deployment's worker or Prefect Cloud), or ``both`` (each (d) run is
+then measured both ways, alternated with (a)).
+
 
   start -> flow        process start, imports, the CLI's plan, the Prefect API server's start, the flow run
   flow -> cluster      the plan task and the plan artifact
@@ -22,7 +27,7 @@ To measure another checkout of the package, put it first on ``PYTHONPATH`` and r
   closed -> flow done  verify-run, daily-summary, the summary artifacts, the flow run's end
   flow done -> exit    the API server's stop and the process exit
 
-Usage: ``.venv/bin/python benchmarks/orchestration_cost.py [--rows 1000000] [--repeat 3] [--json]``
+Usage: ``.venv/bin/python benchmarks/orchestration_cost.py [--rows 1000000] [--repeat 3] [--api both] [--json]``
 """
 
 from __future__ import annotations
@@ -102,11 +107,42 @@ def phases(stderr: str, start: float, end: float) -> dict[str, float]:
     return out
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """A `prefect server start` on a free port with the benchmark's PREFECT_HOME; (process, API URL)."""
+    import urllib.request
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log = (work / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"prefect server start did not answer at {url} within 180 s (log: {work / 'server.log'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", help="work directory (default: a new temporary one)")
+    parser.add_argument("--api", choices=("ephemeral", "server", "both"), default="both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -125,36 +161,55 @@ def main() -> None:
         return run([exe, "materialize", "--source", str(source), "--sink", str(sink), "--partition", MONTH,
                     "--json"], env)  # fmt: skip
 
-    def d() -> tuple[float, float, float, str, str]:
-        sink = work / "sink-d"
+    modes = ["ephemeral", "server"] if args.api == "both" else [args.api]
+    server = None
+    if "server" in modes:
+        server = start_server(work, env)
+    envs = {"ephemeral": env, "server": {**env, "PREFECT_API_URL": server[1]} if server else env}
+
+    def d(mode: str) -> tuple[float, float, float, str, str]:
+        sink = work / f"sink-d-{mode}"
         shutil.rmtree(sink, ignore_errors=True)
-        return run([exe, "run", "--source", str(source), "--sink", str(sink), "--json"], env)
+        return run([exe, "run", "--source", str(source), "--sink", str(sink), "--json"], envs[mode])
 
-    a(), d()  # warm-up: bytecode, the Prefect database's migrations
-    runs: list[dict[str, object]] = []
-    for k in range(args.repeat):
-        ta = a()[0]
-        td, start, end, _, err = d()
-        runs.append({"repeat": k, "a": ta, "d": td, "d_minus_a": td - ta, "phases": phases(err, start, end)})
-        print(f"repeat {k}: (a) {ta:.2f} s, (d) {td:.2f} s, (d)-(a) {td - ta:.2f} s", file=sys.stderr, flush=True)
+    try:
+        a()  # warm-up: bytecode, the Prefect database's migrations
+        for mode in modes:
+            d(mode)
+        runs: list[dict[str, object]] = []
+        for k in range(args.repeat):
+            for mode in modes:
+                ta = a()[0]
+                td, start, end, _, err = d(mode)
+                runs.append({"repeat": k, "api": mode, "a": ta, "d": td, "d_minus_a": td - ta,
+                             "phases": phases(err, start, end)})  # fmt: skip
+                print(f"repeat {k} ({mode}): (a) {ta:.2f} s, (d) {td:.2f} s, (d)-(a) {td - ta:.2f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        if server is not None:
+            server[0].terminate()
+            server[0].wait(timeout=30)
 
-    def med(key: str) -> float:
-        return statistics.median(float(r[key]) for r in runs)  # type: ignore[arg-type]
+    def med(key: str, mode: str) -> float:
+        return statistics.median(float(r[key]) for r in runs if r["api"] == mode)  # type: ignore[arg-type]
 
     labels = [label for label, _ in MARKS] + ["flow done -> exit"]
-    phase_medians = {lb: statistics.median(r["phases"][lb] for r in runs) for lb in labels}  # type: ignore[index]
+    phase_medians = {
+        mode: {lb: statistics.median(r["phases"][lb] for r in runs if r["api"] == mode) for lb in labels}  # type: ignore[index]
+        for mode in modes
+    }
+    medians = {mode: {k: med(k, mode) for k in ("a", "d", "d_minus_a")} for mode in modes}
     if args.json:
-        print(json.dumps({"rows": args.rows, "runs": runs, "median": {k: med(k) for k in ("a", "d", "d_minus_a")},
-                          "phases": phase_medians}, indent=2))  # fmt: skip
+        print(json.dumps({"rows": args.rows, "runs": runs, "median": medians, "phases": phase_medians}, indent=2))
         return
-    print(f"one stale month of {args.rows:,} rows, {args.repeat} alternated runs, medians\n")
-    print("| | seconds |\n|---|---|")
-    print(f"| (a) taxi-assets materialize | {med('a'):.2f} |")
-    print(f"| (d) taxi-assets run | {med('d'):.2f} |")
-    print(f"| (d) - (a) | {med('d_minus_a'):.2f} |\n")
-    print("| phase of (d) | seconds |\n|---|---|")
+    print(f"one stale month of {args.rows:,} rows, {args.repeat} alternated runs per API, medians\n")
+    print("| | " + " | ".join(f"{m} API" for m in modes) + " |\n|---|" + "---|" * len(modes))
+    print("| (a) taxi-assets materialize | " + " | ".join(f"{medians[m]['a']:.2f} s" for m in modes) + " |")
+    print("| (d) taxi-assets run | " + " | ".join(f"{medians[m]['d']:.2f} s" for m in modes) + " |")
+    print("| (d) - (a) | " + " | ".join(f"{medians[m]['d_minus_a']:.2f} s" for m in modes) + " |\n")
+    print("| phase of (d) | " + " | ".join(modes) + " |\n|---|" + "---|" * len(modes))
     for lb in labels:
-        print(f"| {lb} | {phase_medians[lb]:.2f} |")
+        print(f"| {lb} | " + " | ".join(f"{phase_medians[m][lb]:.2f}" for m in modes) + " |")
 
 
 if __name__ == "__main__":

@@ -163,6 +163,8 @@ def _judge(
         what = "a success is recorded" if success else "only a failed attempt is recorded"
         return row(PartitionState.ORPHANED, f"source file is gone but {what}; the table keeps its rows")
     if key in forced:
+        if success is None and failure is None:  # named, but there is nothing to force: say what it is
+            return row(PartitionState.MISSING, f"never materialized ({forced[key]})")
         return row(PartitionState.FORCED, forced[key])
     if failure is not None:
         error = failure.error or "no error message recorded"

@@ -1,3 +1,3 @@
-from taxi_assets.entry import main
+from taxi_assets.cli import main
 
 raise SystemExit(main())

@@ -9,8 +9,7 @@ status stay fast (no API start-up on the no-op path).
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -23,9 +22,7 @@ from taxi_assets import demo as demo_mod
 from taxi_assets.cli_analysts import add_commands as add_analyst_commands
 from taxi_assets.daily_summary import stale_summary_months
 from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
-from taxi_assets.prefect_api import LaunchedApi
-from taxi_assets.prefect_api import launch as launch_prefect_api
-from taxi_assets.prefect_api import set_defaults as set_prefect_defaults
+from taxi_assets.progress import month_progress
 from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
 from taxi_assets.settings import Settings
 from taxi_assets.steps import INTENTS, new_run_id, plan_months, run_month
@@ -46,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taxi-assets", description="Month-partitioned Delta Lake copy of the NYC TLC FHVHV trips."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for expected errors too")
+    parser.add_argument("--verbose", action="store_true", help="show Dask's and Prefect's own INFO logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="which months are stale and why (no cluster, no Prefect)")
@@ -98,16 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, api: LaunchedApi | None = None) -> int:
-    """Run one command; ``api`` is a Prefect API server already launched for ``run`` (``taxi_assets.entry``)."""
-    # The process ends right after its command: at exit, skip the final garbage collection of what Prefect, Dask
-    # and the data stack leave (0.6 s at the end of a `run`, measured). Everything is committed, closed and
-    # flushed by then; atexit handlers registered later (Dask's, Prefect's) still run before this one.
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
-    set_prefect_defaults()
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (the ``taxi-assets`` entry point)."""
     args = build_parser().parse_args(argv)
-    args.api = api
+    set_process_defaults(verbose=args.verbose)
     try:
         return int(args.handler(args))
     except (PartitionsError, TaxiAssetsError) as exc:
@@ -115,6 +107,22 @@ def main(argv: Sequence[str] | None = None, *, api: LaunchedApi | None = None) -
             raise
         print(f"taxi-assets: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
+
+
+def set_process_defaults(*, verbose: bool) -> None:
+    """Defaults for this process and the workers it starts, unless the user set them (documented settings only).
+
+    Dask's INFO lines (scheduler and worker start, ~60 per run) are for debugging a cluster, not for reading a
+    run: they show with ``--verbose``. Worker processes inherit the environment, so the setting reaches them.
+    The first start of Prefect's ephemeral API migrates a fresh SQLite database, which on a busy 2-core machine
+    can exceed Prefect's 20 s default wait.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    if not verbose:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        # The scheduler's GIL-contention sampling warns "timed out waiting on channel" on a busy machine.
+        os.environ.setdefault("DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__GIL__ENABLED", "false")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -152,30 +160,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     out = console()
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
-    # The no-op path (no Prefect API, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
+    # The no-op path (no Prefect, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
     if not plan.stale and not stale_summary_months(cfg):
-        if args.api is not None:
-            args.api.stop()  # launched in case (taxi_assets.entry): still starting, stopped unused
         summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
         if args.json:
             print_json(summary)
         else:
             out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
         return 0
-    # The API server starts now at the latest (`taxi-assets run` launched it before its imports), before Prefect
-    # is imported, so its start-up overlaps the import (see taxi_assets.prefect_api).
-    api = args.api or launch_prefect_api()
-    try:
-        from taxi_assets.flows import fhvhv_pipeline, warm_up
+    if plan.stale:
+        from taxi_assets.cluster import preflight_coiled
 
-        warm_up()  # while the server starts
-    except BaseException:
-        api.stop()
-        raise
+        preflight_coiled(cfg)  # --cluster coiled without a token: one line, exit 2, before Prefect or a cluster
+    # Prefect from here on: the API in PREFECT_API_URL (a `prefect server start`, Prefect Cloud) when configured,
+    # else Prefect's own ephemeral API, started by Prefect for this process.
+    from taxi_assets.flows import fhvhv_pipeline
 
     partitions = [args.partitions] if args.partitions else None
     try:
-        with api.serve():
+        with month_progress(out, enabled=not args.json):
             summary = fhvhv_pipeline(
                 intent=args.intent, partitions=partitions, source=cfg.source, sink=cfg.sink, cluster=cfg.cluster
             )

@@ -23,6 +23,7 @@ from partitions.delta_log import read_records
 from partitions.keys import parse_selection
 from taxi_assets.daily_summary import stale_summary_months
 from taxi_assets.errors import PartitionsFailed
+from taxi_assets.progress import month_progress
 from taxi_assets.render import checks_table, console, months_table, results_table, status_rows
 from taxi_assets.report import render_report
 from taxi_assets.settings import Settings
@@ -133,7 +134,8 @@ def _run(pipeline: object, cfg: Settings) -> int:
         out.print("Nothing stale: no month rebuilt, no cluster started.")
         return 0
     try:
-        summary = pipeline(source=cfg.source, sink=cfg.sink, cluster=cfg.cluster)  # type: ignore[operator]
+        with month_progress(out):
+            summary = pipeline(source=cfg.source, sink=cfg.sink, cluster=cfg.cluster)  # type: ignore[operator]
     except PartitionsFailed as exc:
         out.print(f"[red]{exc}[/]")
         return exc.exit_code

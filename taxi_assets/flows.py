@@ -1,8 +1,8 @@
 """Prefect flows: plan (cheap, no cluster); only when something is stale, a materialization flow on a Dask task
 runner with one task per month; then the run's verification, read back from the checks table, and a summary.
 
-``check_for_files`` (the seed's name; the function is :func:`fhvhv_pipeline`, which ``prefect.yaml`` and the
-CLI use) lists the source, plans, publishes the plan, and returns early when no trips month is stale: no cluster,
+The flow ``fhvhv-pipeline`` (:func:`fhvhv_pipeline`, what ``prefect.yaml`` and the CLI run) lists the source,
+plans, publishes the plan, and returns early when no trips month is stale: no cluster,
 no materialization flow (stale ``daily_summary`` months alone are rebuilt in the flow process). Otherwise it
 sizes a cluster from the stale months, starts it, runs ``fhvhv-materialize`` on it and closes it on every way
 out. Each month task holds the month's global concurrency slot (``fhvhv-month-YYYY-MM``, limit 1), so two runs
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pyarrow.compute as pc
 from deltalake.exceptions import TableNotFoundError
@@ -32,14 +32,15 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.states import State
 from prefect.tasks import MaterializingTask, Task
 
 from partitions.errors import Transient
 from partitions.source import SourceFile
 from partitions.storage_errors import open_table
-from taxi_assets.cluster import choose_cluster, start_cluster, task_runner_for
+from taxi_assets import progress
+from taxi_assets.cluster import choose_cluster, preflight_coiled, start_cluster, task_runner_for
 from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
 from taxi_assets.settings import S3Credentials, Settings
@@ -53,21 +54,6 @@ RETRY_DELAYS: Final[list[float]] = [
 ]  # seconds; with jitter, so retrying months do not hit the source in step
 # Characters Prefect refuses in an asset key; replaced so any path or URI gives a stable, valid key.
 _ASSET_KEY_REFUSED: Final = "\n\r\t\0 #?&%\"'<>[]{}|\\^`"
-
-
-def warm_up() -> None:
-    """Load now what the first month task would load on its way: the block types of Prefect's collections.
-
-    A task run on a Dask worker rebuilds the flow's context, whose result storage is a block; resolving its type
-    imports every installed collection (prefect-aws, with its workers and aiohttp; prefect-dask): 0.4 s here.
-    `taxi-assets run` calls this while the Prefect API server is still starting, so the cost is overlapped.
-    Likewise FastAPI (0.19 s), which Prefect imports when the flow is called, to serialize its parameters
-    (``Flow.serialize_parameters``): the run process otherwise pays it after the server is ready.
-    """
-    import fastapi.encoders  # noqa: F401  (imported for its side effect: loaded now, not at the flow's call)
-    from prefect.plugins import load_prefect_collections
-
-    load_prefect_collections()
 
 
 def month_limit(month: str) -> str:
@@ -203,8 +189,12 @@ def materialize_months(
     cfg = resolve_settings(
         source=source, sink=sink, cluster=None, aws_block=aws_block, source_anonymous=source_anonymous
     )
+    progress.months_started([f.partition for f in files])
     futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version) for f in files]
-    wait(futures)
+    month_of = {id(fut): f.partition for f, fut in zip(files, futures, strict=True)}
+    for done in as_completed(futures):
+        done.wait()  # keeps the task's final state on the future (else `state` asks the API, which may lag)
+        progress.month_finished(month_of[id(done)], done.state.is_completed())
     out: list[dict[str, Any]] = []
     for f, fut in zip(files, futures, strict=True):
         state = fut.state
@@ -377,9 +367,12 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
     create_markdown_artifact(key="fhvhv-summary", markdown="\n".join(lines), description="FHVHV run summary")
 
 
-@flow(name="check_for_files")
+Intent = Literal["", "reprocess", "test_subset"]
+
+
+@flow(name="fhvhv-pipeline")
 def fhvhv_pipeline(
-    intent: str = "",
+    intent: Intent = "",
     partitions: list[str] | str | None = None,
     source: str | None = None,
     sink: str | None = None,
@@ -390,23 +383,22 @@ def fhvhv_pipeline(
     """Plan the months; when some are stale, materialize and verify exactly those on a cluster started for them.
 
     Args:
-        intent: ``""`` (incremental: only stale months), ``"reprocess"`` (force every selected month, all
-            when none is selected) or ``"test_subset"`` (force the first two of the selection).
-        partitions: Months to force, as keys or ranges: ``["2019-02", "2019-04..2019-06"]`` or
-            ``"2019-02,2019-04"``. Each must exist in the source.
-        source: Source directory, ``s3://`` or ``https://...{key}...`` URI (else ``TAXI_ASSETS_SOURCE``).
-        sink: Warehouse directory or ``s3://`` URI (else ``TAXI_ASSETS_SINK``).
-        cluster: ``local``, ``coiled`` or ``tcp://host:8786`` (else ``TAXI_ASSETS_CLUSTER``; else local).
-        aws_block: Name of a ``prefect_aws.AwsCredentials`` block (else ``TAXI_ASSETS_AWS_BLOCK``); the
-            ``AWS_*`` environment still wins field by field.
-        source_anonymous: Read the source unsigned, for a public bucket (else ``TAXI_ASSETS_SOURCE_ANONYMOUS``).
+        intent: Empty for an incremental run (only stale months); "reprocess" rebuilds every selected month (all
+            months when none is selected); "test_subset" rebuilds the first two months of the selection.
+        partitions: Months to rebuild whatever their state, as keys or ranges, e.g. ["2019-02", "2019-04..2019-06"]
+            or "2019-02,2019-04". Each must exist in the source.
+        source: Source directory, s3:// URI or https://...{key}... URL (else TAXI_ASSETS_SOURCE).
+        sink: Warehouse directory or s3:// URI (else TAXI_ASSETS_SINK).
+        cluster: local, coiled or tcp://host:8786 for an existing scheduler (else TAXI_ASSETS_CLUSTER; else local).
+        aws_block: Name of a prefect_aws AwsCredentials block (else TAXI_ASSETS_AWS_BLOCK); the AWS_* environment
+            still wins field by field.
+        source_anonymous: Read the source unsigned, for a public bucket (else TAXI_ASSETS_SOURCE_ANONYMOUS).
 
     Returns:
-        The run summary: ``run_id``, ``planned``, ``stale``, ``results`` (one dict per month: partition, ok,
-        rows_source, rows_written, rows_quarantined, seconds, error, checks...), ``cluster`` (None when nothing
-        was stale, else kind, workers, startup_seconds, seconds, worker_seconds), ``failed``, ``daily_summary``
-        (the summary months rebuilt: after written trips months, or alone when only summaries were stale, without
-        a cluster), ``seconds``.
+        The run summary: run_id, planned, stale, results (one dict per month: partition, ok, rows_source,
+        rows_written, rows_quarantined, seconds, error, checks...), cluster (None when nothing was stale, else
+        kind, workers, startup_seconds, seconds, worker_seconds), failed, daily_summary (the summary months
+        rebuilt), seconds.
 
     Raises:
         ConfigurationError, InvalidPartitionKey: a bad parameter, before any data is touched.
@@ -454,7 +446,11 @@ def fhvhv_pipeline(
     spec = choose_cluster(
         cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{summary['run_id']}"
     )
-    logger.info("starting a %s cluster: %s", spec.kind, spec.reason)
+    preflight_coiled(cfg)  # no Coiled token anywhere: fail before limits, API calls or a cluster
+    if spec.kind == "address":
+        logger.info("using the existing Dask cluster at %s (left running afterwards)", cfg.cluster)
+    else:
+        logger.info("starting a %s cluster: %s", spec.kind, spec.reason)
     _ensure_month_limits(summary["stale"])
     with start_cluster(
         spec,
@@ -474,9 +470,10 @@ def fhvhv_pipeline(
             source_anonymous=cfg.source_anonymous,
         )
     summary["cluster"] = running.summary()
-    logger.info(
-        "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
-    )
+    if spec.kind != "address":
+        logger.info(
+            "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
+        )
     summary["results"] = results
     failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
@@ -504,7 +501,3 @@ def fhvhv_pipeline(
     if failures:
         raise PartitionsFailed(failures)
     return summary
-
-
-check_for_files = fhvhv_pipeline
-"""The seed's name for the planning flow (its Prefect flow name); the same object as :func:`fhvhv_pipeline`."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Final
 
+from partitions.errors import SourceNotFound
 from partitions.keys import MonthlyPartitions, month_range
 from partitions.listing import list_source
 from partitions.source import Listing
+from taxi_assets.errors import ConfigurationError
 from taxi_assets.settings import Settings
 
 FILE_PATTERN: Final = r"^fhvhv_tripdata_(?P<key>\d{4}-\d{2})\.parquet$"
@@ -25,7 +27,10 @@ def list_months(cfg: Settings, *, today: date | None = None) -> Listing:
     keys = None
     if "{key}" in cfg.source:
         keys = month_range(FIRST_MONTH, (today or date.today()).strftime("%Y-%m"))
-    return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source), keys=keys)
+    try:
+        return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source), keys=keys)
+    except SourceNotFound as exc:  # the engine cannot name our settings: say where the path came from
+        raise ConfigurationError("--source / TAXI_ASSETS_SOURCE", str(exc)) from None
 
 
 def file_name(month: str) -> str:

@@ -156,8 +156,19 @@ def test_downstream_is_source_changed_once_its_upstream_is_rematerialized():
 
 def test_a_single_key_string_is_one_key_not_its_characters():
     sources = {k: source(k) for k in ["2019-02", "2019-03"]}
-    rows = plan(sources, {}, code_version="c", force="2019-02", only="2019-02")
+    recorded = {k: history(record(k, "run-1")) for k in sources}
+    rows = plan(sources, recorded, code_version="c", force="2019-02", only="2019-02")
     assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FORCED)]
+
+
+def test_a_forced_month_never_materialized_reads_missing_and_says_it_was_named():
+    sources = {k: source(k) for k in ["2019-02", "2019-03"]}
+    rows = plan(sources, {}, code_version="c", force={"2019-02": "named in partitions"})
+    assert [(r.partition, r.state, r.reason) for r in rows] == [
+        ("2019-02", S.MISSING, "never materialized (named in partitions)"),
+        ("2019-03", S.MISSING, "never materialized"),
+    ]
+    assert all(r.state.is_stale for r in rows)
 
 
 def test_a_success_no_verification_attests_is_incomplete_until_one_does():
