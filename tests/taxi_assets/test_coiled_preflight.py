@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from builders import write_months
 
 from taxi_assets.errors import CoiledTokenMissing
