@@ -31,8 +31,12 @@ KEY_UPSTREAM: Final = "partitions.upstream"
 EXTRA_PREFIX: Final = "partitions.extra."
 FORMAT: Final = "1"
 
-Status = Literal["success", "failed"]
-_STATUSES: Final = ("success", "failed")
+Status = Literal["success", "failed", "rejected"]
+"""``success``: the partition was written. ``failed``: the attempt failed in a way a retry may fix (or that a
+retry must check: a lost verification, a crash). ``rejected``: the input was refused as it is (unreadable bytes,
+a schema no cast fixes): the same input with the same code is refused again, so the planner leaves it alone
+until the source fingerprint or the code version changes (``partitions.staleness``)."""
+_STATUSES: Final = ("success", "failed", "rejected")
 _TEXT_FIELDS: Final = (
     (KEY_SOURCE_URI, "source_uri"),
     (KEY_SOURCE_FINGERPRINT, "source_fingerprint"),
@@ -78,6 +82,11 @@ class MaterializationRecord:
     @property
     def succeeded(self) -> bool:
         return self.status == "success"
+
+    @property
+    def rejected(self) -> bool:
+        """The input was refused as it is: retrying the same input with the same code cannot help."""
+        return self.status == "rejected"
 
     def at_version(self, version: int | None) -> MaterializationRecord:
         """The same record, marked as carried by table ``version``."""
@@ -139,7 +148,11 @@ def _to_int(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class PartitionHistory:
-    """The latest success of a partition and, only when newer than it, the latest failed attempt."""
+    """The latest success of a partition and, only when newer than it, the latest failed or rejected attempt.
+
+    A later success always wins: it clears an older failure or rejection. A later failure replaces an older
+    rejection (and the other way round): only the newest unsuccessful attempt speaks for the partition.
+    """
 
     latest_success: MaterializationRecord | None = None
     latest_failure: MaterializationRecord | None = None

@@ -15,19 +15,39 @@ from partitions.source import SourceFile
 
 
 class PartitionState(StrEnum):
-    """Why a partition is (or is not) planned; every state but FRESH and ORPHANED asks for a run."""
+    """Why a partition is (or is not) planned.
+
+    Stale (a run rebuilds it): MISSING, SOURCE_CHANGED, CODE_CHANGED, FAILED, FORCED. Not stale: FRESH (nothing
+    changed), ORPHANED (the source is gone, the rows are kept), REJECTED (the source was refused as it is and
+    neither it nor the code changed since: a retry would be refused again) and UNAVAILABLE (the source did not
+    answer for this partition: nothing is known, nothing is touched). UNAVAILABLE is also a *problem*: the run
+    could not do what it was asked, so it should end non-zero naming the partition (see ``is_problem``).
+    """
 
     MISSING = "missing"
     SOURCE_CHANGED = "source-changed"
     CODE_CHANGED = "code-changed"
     FAILED = "failed"
     FORCED = "forced"
+    REJECTED = "rejected"
+    UNAVAILABLE = "unavailable"
     ORPHANED = "orphaned"
     FRESH = "fresh"
 
     @property
     def is_stale(self) -> bool:
-        return self not in (PartitionState.FRESH, PartitionState.ORPHANED)
+        """A run should (re)materialize the partition."""
+        return self not in _NOT_STALE
+
+    @property
+    def is_problem(self) -> bool:
+        """Not stale, yet the run could not decide or do anything about it: report it and end non-zero."""
+        return self is PartitionState.UNAVAILABLE
+
+
+_NOT_STALE = frozenset(
+    (PartitionState.FRESH, PartitionState.ORPHANED, PartitionState.REJECTED, PartitionState.UNAVAILABLE)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +178,19 @@ def _judge(
     if problem is not None:
         return row(PartitionState.FAILED, f"source cannot be used: {problem}")
     if source is None:
-        if success is None and failure is None:
+        if success is not None:
+            what = "a success is recorded"
+        elif failure is not None:
+            what = f"only a {failure.status} attempt is recorded"
+        else:
             return None
-        what = "a success is recorded" if success else "only a failed attempt is recorded"
         return row(PartitionState.ORPHANED, f"source file is gone but {what}; the table keeps its rows")
     if key in forced:
         if success is None and failure is None:  # named, but there is nothing to force: say what it is
             return row(PartitionState.MISSING, f"never materialized ({forced[key]})")
         return row(PartitionState.FORCED, forced[key])
+    if failure is not None and failure.rejected:
+        return row(*_after_rejection(failure, source, code_version))
     if failure is not None:
         error = failure.error or "no error message recorded"
         return row(PartitionState.FAILED, f"last attempt failed (run {failure.run_id}): {error}")
@@ -175,16 +200,40 @@ def _judge(
         return row(PartitionState.FAILED, f"incomplete: {incomplete}")
     source_changed = success.source_fingerprint != source.fingerprint
     code_changed = success.code_version != code_version
-    changes = [
-        f"source fingerprint changed: {_short(success.source_fingerprint)!r} -> {_short(source.fingerprint)!r}"
-        if source_changed
-        else "",
-        f"code version changed: {success.code_version!r} -> {code_version!r}" if code_changed else "",
-    ]
     if source_changed or code_changed:
         state = PartitionState.SOURCE_CHANGED if source_changed else PartitionState.CODE_CHANGED
-        return row(state, "; ".join(change for change in changes if change))
+        return row(state, _changes(success, source, code_version))
     return row(PartitionState.FRESH, f"up to date since run {success.run_id} (version {success.version})")
+
+
+def _after_rejection(
+    rejection: MaterializationRecord, source: SourceFile, code_version: str
+) -> tuple[PartitionState, str]:
+    """A rejected input stays rejected while it and the code are unchanged; any change earns a new attempt."""
+    error = rejection.error or "no error message recorded"
+    if not rejection.source_fingerprint:  # nothing to compare with: retrying is the only way to know
+        return PartitionState.FAILED, (
+            f"last attempt rejected (run {rejection.run_id}) but recorded no source fingerprint, so it is "
+            f"retried: {error}"
+        )
+    source_changed = rejection.source_fingerprint != source.fingerprint
+    if source_changed or rejection.code_version != code_version:
+        state = PartitionState.SOURCE_CHANGED if source_changed else PartitionState.CODE_CHANGED
+        return state, f"{_changes(rejection, source, code_version)} since run {rejection.run_id} rejected it"
+    return PartitionState.REJECTED, (
+        f"rejected by run {rejection.run_id}; not retried until the source file or the code changes: {error}"
+    )
+
+
+def _changes(record: MaterializationRecord, source: SourceFile, code_version: str) -> str:
+    """What moved since ``record``: the source fingerprint, the code version, or both ("; "-joined)."""
+    changes = []
+    if record.source_fingerprint != source.fingerprint:
+        old, new = _short(record.source_fingerprint), _short(source.fingerprint)
+        changes.append(f"source fingerprint changed: {old!r} -> {new!r}")
+    if record.code_version != code_version:
+        changes.append(f"code version changed: {record.code_version!r} -> {code_version!r}")
+    return "; ".join(changes)
 
 
 def _incompleteness(
@@ -218,6 +267,12 @@ def upstream_sources(upstream: Mapping[str, PartitionHistory], *, table: str = "
 
     The fingerprint is the upstream run id, so a downstream partition that recorded that run id as its
     ``source_fingerprint`` is fresh, and plans SOURCE_CHANGED once the upstream partition is rematerialized.
+
+    Only successes count: an upstream attempt that failed or was rejected after its success left the upstream
+    rows as they were, so the downstream partition built from them stays fresh (the upstream's own plan shows
+    the failure). An upstream partition that never succeeded gives the downstream no source. A downstream
+    attempt that is itself rejected records the upstream run id as its fingerprint, so it plans REJECTED until
+    the upstream partition is rebuilt or the downstream code changes.
     """
     return {
         key: SourceFile(

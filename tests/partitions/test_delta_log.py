@@ -166,3 +166,21 @@ def test_s3_records_and_state_checkpoint(s3_server, s3_bucket):
     assert summary(state.histories)["2019-02"] == ("run-after", None)
     keys = {o["Key"] for o in s3_server.boto3_client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
     assert f"tables/events/{STATE_DIR}/{version:020d}.json" in keys
+
+
+def test_a_rejection_is_committed_read_back_and_survives_a_state_checkpoint(tmp_path):
+    from partitions_cases import source
+
+    from partitions.staleness import PartitionState, plan
+
+    uri = str(tmp_path / "events")
+    write(uri, "2019-02", "run-1")
+    refused = record("2019-02", "run-2", status="rejected", fingerprint="etag:b", error="unreadable bytes")
+    version = record_failure(uri, refused, schema=SCHEMA, column=COLUMN)
+    assert version == 2  # 0 creates the table, 1 writes, 2 is the empty commit carrying the rejection
+    assert DeltaTable(uri).to_pyarrow_table().num_rows == 5, "the rejection keeps the previous version's rows"
+    sources = {"2019-02": source("2019-02", "etag:b")}
+    for reread in (read_records(uri), (write_state_checkpoint(uri), read_records(uri))[1]):
+        history = reread["2019-02"]
+        assert (history.latest_success.run_id, history.latest_failure.status) == ("run-1", "rejected")
+        assert plan(sources, reread, code_version="code-1")[0].state is PartitionState.REJECTED

@@ -102,3 +102,27 @@ def test_errors_pickle_with_their_facts_and_end_with_a_next_step(error):
 def test_exit_codes_and_the_transient_marker():
     assert [e.exit_code for e in ERRORS] == [2, 3, 3, 4, 2]
     assert [isinstance(e, Transient) for e in ERRORS] == [False, False, True, False, False]
+
+
+def test_a_rejected_record_round_trips_and_old_statuses_parse_unchanged():
+    rejected = record("2019-02", "r5", status="rejected", fingerprint="etag:bad", error="not parquet", version=5)
+    assert (rejected.rejected, rejected.succeeded) == (True, False)
+    meta = rejected.to_commit_metadata()
+    assert meta["partitions.status"] == "rejected"
+    assert MaterializationRecord.from_commit_metadata(meta, 5) == rejected
+    for status in ("success", "failed"):  # records written before "rejected" existed read back as they were
+        old = {KEY_PARTITION: "2019-02", "partitions.status": status, KEY_RUN_ID: "r1", "partitions.format": "1"}
+        back = MaterializationRecord.from_commit_metadata(old, 1)
+        assert back is not None
+        assert (back.status, back.rejected) == (status, False)
+
+
+def test_folding_a_rejection_between_successes_and_failures_keeps_only_the_newest_unsuccessful_attempt():
+    ok = record("2019-02", "r1", version=1)
+    rejected = record("2019-02", "r2", status="rejected", version=2)
+    failed = record("2019-02", "r3", status="failed", version=3)
+    assert fold_records([ok, rejected])["2019-02"] == PartitionHistory(ok, rejected)
+    assert fold_records([ok, rejected, failed])["2019-02"] == PartitionHistory(ok, failed)
+    assert fold_records([ok, failed, rejected])["2019-02"] == PartitionHistory(ok, rejected)
+    later = record("2019-02", "r4", version=4)
+    assert fold_records([rejected, later])["2019-02"] == PartitionHistory(later, None), "a later success wins"

@@ -1,6 +1,7 @@
 import pytest
 from partitions_cases import history, record, source
 
+from partitions.records import fold_records
 from partitions.staleness import PartitionState, PlanRow, Verifications, plan, upstream_sources
 
 S = PartitionState
@@ -224,3 +225,111 @@ def test_verifications_only_judge_the_successes_that_promise_one_and_only_fresh_
     )
 
     assert [(r.partition, r.state) for r in rows] == [("2019-02", S.FRESH), ("2019-03", S.SOURCE_CHANGED)]
+
+
+# -- rejected: refused as it is, left alone until something changes --------------------------------------------
+
+
+def rejection(key="2019-02", run_id="run-r", *, fingerprint="etag:a", code="code-1", error="not a parquet file"):
+    return record(key, run_id, status="rejected", fingerprint=fingerprint, code=code, error=error)
+
+
+def test_a_rejection_of_the_same_source_and_code_is_rejected_not_stale_with_its_reason():
+    for success in (None, record("2019-02", "run-1")):  # never written, or an older version kept
+        row = one({"2019-02": source("2019-02")}, {"2019-02": history(success, rejection())})
+        assert row.state is S.REJECTED
+        assert not row.state.is_stale
+        assert not row.state.is_problem, "a rejected month is reported, not a reason to fail the run"
+        assert row.reason == (
+            "rejected by run run-r; not retried until the source file or the code changes: not a parquet file"
+        )
+        assert row.last_run_id == "run-r"
+        assert row.rows == (10 if success else None), "the rows of the kept version are still reported"
+
+
+@pytest.mark.parametrize(
+    ("current", "code", "state", "reason"),
+    [
+        (
+            "etag:b",
+            "code-1",
+            S.SOURCE_CHANGED,
+            "source fingerprint changed: 'etag:a' -> 'etag:b' since run run-r rejected it",
+        ),
+        ("etag:a", "code-2", S.CODE_CHANGED, "code version changed: 'code-1' -> 'code-2' since run run-r rejected it"),
+        (
+            "etag:b",
+            "code-2",
+            S.SOURCE_CHANGED,
+            "source fingerprint changed: 'etag:a' -> 'etag:b'; code version changed: 'code-1' -> 'code-2' "
+            "since run run-r rejected it",
+        ),
+    ],
+)
+def test_a_new_fingerprint_or_code_version_retries_a_rejected_partition(current, code, state, reason):
+    row = one({"2019-02": source("2019-02", current)}, {"2019-02": history(None, rejection())}, code_version=code)
+    assert (row.state, row.reason) == (state, reason)
+    assert row.state.is_stale
+
+
+def test_naming_a_rejected_partition_in_force_retries_it():
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(None, rejection())}, force=["2019-02"])
+    assert (row.state, row.reason) == (S.FORCED, "forced by selection")
+
+
+def test_a_transient_failure_stays_failed_and_is_retried_even_after_a_rejection():
+    failed = record("2019-02", "run-t", status="failed", error="store did not answer")
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(None, failed)})
+    assert (row.state, row.state.is_stale) == (S.FAILED, True)
+    # the newest unsuccessful attempt speaks: a failure after a rejection is retried
+    histories = fold_records([rejection(), failed])
+    assert one({"2019-02": source("2019-02")}, histories).state is S.FAILED
+
+
+def test_a_later_success_wins_over_an_older_rejection():
+    histories = fold_records([rejection(), record("2019-02", "run-ok", version=3)])
+    row = one({"2019-02": source("2019-02")}, histories)
+    assert (row.state, row.reason) == (S.FRESH, "up to date since run run-ok (version 3)")
+
+
+def test_a_rejection_without_a_recorded_fingerprint_is_retried():
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(None, rejection(fingerprint=""))})
+    assert row.state is S.FAILED
+    assert row.reason.startswith("last attempt rejected (run run-r) but recorded no source fingerprint")
+
+
+def test_a_rejected_partition_whose_source_is_gone_is_orphaned_and_says_so():
+    row = one({}, {"2019-02": history(None, rejection())})
+    assert (row.state, row.reason) == (
+        S.ORPHANED,
+        "source file is gone but only a rejected attempt is recorded; the table keeps its rows",
+    )
+
+
+def test_downstream_of_a_rejected_upstream_stays_fresh_on_the_rows_it_was_built_from():
+    """The upstream rejection left the upstream rows as they were: nothing downstream to rebuild."""
+    upstream = fold_records([record("2019-02", "up-1", version=1), rejection(run_id="up-2", fingerprint="etag:z")])
+    upstream |= {"2019-03": history(None, rejection("2019-03", "up-3"))}  # never succeeded: no downstream source
+    sources = upstream_sources(upstream, table="clean")
+    assert list(sources) == ["2019-02"]
+    assert sources["2019-02"].fingerprint == "up-1"
+    downstream = {"2019-02": history(record("2019-02", "down-1", fingerprint="up-1"))}
+    assert [(r.partition, r.state) for r in plan(sources, downstream, code_version="code-1")] == [("2019-02", S.FRESH)]
+
+
+def test_a_rejected_downstream_attempt_waits_for_its_upstream_to_be_rebuilt():
+    """A downstream rejection records the upstream run id as its fingerprint: the same upstream is refused again."""
+    downstream = {"2019-02": history(None, rejection(run_id="down-r", fingerprint="up-1"))}
+    same = upstream_sources({"2019-02": history(record("2019-02", "up-1"))})
+    rebuilt = upstream_sources({"2019-02": history(record("2019-02", "up-2"))})
+    assert one(same, downstream).state is S.REJECTED
+    row = one(rebuilt, downstream)
+    assert (row.state, row.reason) == (
+        S.SOURCE_CHANGED,
+        "source fingerprint changed: 'up-1' -> 'up-2' since run down-r rejected it",
+    )
+
+
+def test_which_states_are_stale_and_which_are_problems():
+    assert {s for s in S if s.is_stale} == {S.MISSING, S.SOURCE_CHANGED, S.CODE_CHANGED, S.FAILED, S.FORCED}
+    assert {s for s in S if s.is_problem} == {S.UNAVAILABLE}
