@@ -4,9 +4,15 @@ Guarantees, for every function here:
 
 * atomic: the rows of the partition and the record describing them land in the same Delta commit, or neither;
 * idempotent: writing the same input twice leaves one copy of its rows (predicate overwrite, never append);
-* concurrent writers: different partitions both commit (delta-rs rebases non-conflicting commits); on the
-  same partition the loser re-runs its write after a backoff, so exactly one copy remains; ``max_attempts``
-  bounds the retries and ``CommitConflictExhausted`` says so;
+* concurrent writers: different partitions all commit: delta-rs rebases a commit that lost the race for its
+  version onto the winners' when they touched other partitions (up to 15 times, without waiting). On the same
+  partition, or when delta-rs's own retries run out (more writers in one burst than it retries), the loser
+  re-runs its attempt from a fresh snapshot after a jittered backoff that grows with the attempt number and
+  with how long an attempt takes on this store, so exactly one copy remains; ``max_attempts`` (8) bounds the
+  attempts, the waiting is capped (see :func:`_backoff`), and ``CommitConflictExhausted`` says when it ran out;
+* observable contention: pass a :class:`CommitStats` as ``stats=`` and it counts, across every commit it is
+  handed to, the attempts, the conflicts retried here, the other writers' commits delta-rs rebased ours over,
+  and the time spent backing off;
 * reconcile: after any error the log is re-read, and a commit carrying this record's ``run_id`` (the response
   was lost, the commit was not) is returned instead of being repeated or reported as a failure;
 * a store that does not answer (connection cut, timeout, 5xx after delta-rs's and s3fs's own retries) raises
@@ -24,6 +30,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any, Final
@@ -49,6 +56,50 @@ APP_ID_PREFIX: Final = "partitions:"
 # Our writers never delete log files: cleanup runs in maintenance, after the state checkpoint is written.
 POST_COMMIT: Final = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 _CONFLICT_WORDS: Final = ("already exists", "conflict", "concurrent", "version mismatch", "changed since")
+MAX_ATTEMPTS: Final = 8  # our attempts, each with delta-rs's own 15 rebases: 128 tries before giving up
+BACKOFF_FLOOR: Final = 0.05  # seconds: the smallest slot a jittered wait is drawn from
+BACKOFF_SLOT_CAP: Final = 1.0  # seconds: an attempt slower than this still doubles from 1 s, not from its time
+BACKOFF_CAP: Final = 2.0  # seconds: the longest single wait; 7 waits of 8 attempts are at most 14 s in all
+
+
+@dataclass
+class CommitStats:
+    """What committing cost under contention: an out-parameter that sums over every commit it is handed to.
+
+    One object per caller (a month, a run) and per thread: it is not locked. Picklable, so a Dask task can
+    return it.
+
+    * ``commits``: commits that landed (``versions`` lists them);
+    * ``attempts``: our attempts; each beyond a commit's first followed one of ``conflicts``;
+    * ``conflicts``: attempts that lost to a concurrent writer and were retried here after a backoff (a
+      conflict on the same partition, or delta-rs's own retries exhausted);
+    * ``rebased``: commits that lost the race for their first version and that delta-rs retried on top of the
+      winners' (which touched other partitions); ``rebased_over`` counts those winners' commits;
+    * ``backoff_seconds``: time slept between attempts.
+    """
+
+    commits: int = 0
+    attempts: int = 0
+    conflicts: int = 0
+    rebased: int = 0
+    rebased_over: int = 0
+    backoff_seconds: float = 0.0
+    versions: list[int] = field(default_factory=list)
+
+    @property
+    def retries(self) -> int:
+        """Commit retries made, at least: every conflict retried here, plus one per commit delta-rs rebased."""
+        return self.conflicts + self.rebased
+
+    def merge(self, other: CommitStats) -> None:
+        """Add ``other``'s counts to these (e.g. a month's into a run's)."""
+        self.commits += other.commits
+        self.attempts += other.attempts
+        self.conflicts += other.conflicts
+        self.rebased += other.rebased
+        self.rebased_over += other.rebased_over
+        self.backoff_seconds += other.backoff_seconds
+        self.versions.extend(other.versions)
 
 
 def app_id(partition: str) -> str:
@@ -63,15 +114,17 @@ def overwrite_partition(
     column: str,
     record: MaterializationRecord,
     storage_options: Mapping[str, str] | None = None,
-    max_attempts: int = 5,
+    max_attempts: int = MAX_ATTEMPTS,
     schema: pa.Schema | None = None,
     target_file_size: int | None = None,
     writer_properties: WriterProperties | None = None,
+    stats: CommitStats | None = None,
 ) -> int:
     """Replace the rows of ``record.partition`` (``column`` equal to it) with ``data``; return the version.
 
     A ``RecordBatchReader`` is spooled once to a local Arrow file so a retry can replay it without holding the
-    partition in memory. Creates the table, partitioned by ``column``, when it does not exist.
+    partition in memory. Creates the table, partitioned by ``column``, when it does not exist. ``stats``, when
+    given, adds this commit's attempts, conflicts and rebases to its counts.
     """
     key = record.partition
     with _replayable(data) as (replay, data_schema):
@@ -93,7 +146,9 @@ def overwrite_partition(
                 **tuning,
             )
 
-        return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts)
+        return _commit(
+            table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts, stats=stats
+        )
 
 
 def commit_files(
@@ -104,12 +159,14 @@ def commit_files(
     record: MaterializationRecord,
     schema: pa.Schema,
     storage_options: Mapping[str, str] | None = None,
-    max_attempts: int = 5,
+    max_attempts: int = MAX_ATTEMPTS,
+    stats: CommitStats | None = None,
 ) -> int:
     """Replace ``record.partition`` with parquet files already written under the table; return the version.
 
     For streaming writers: files are written once, and only the commit is retried. Each ``AddAction`` must
-    carry ``partition_values[column] == record.partition``; build them with ``add_action_for``.
+    carry ``partition_values[column] == record.partition``; build them with ``add_action_for``. ``stats``, when
+    given, adds this commit's attempts, conflicts and rebases to its counts.
     """
     key = record.partition
     for add in adds:
@@ -128,7 +185,7 @@ def commit_files(
             post_commithook_properties=POST_COMMIT,
         )
 
-    return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts)
+    return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts, stats=stats)
 
 
 def record_failure(
@@ -138,6 +195,7 @@ def record_failure(
     schema: pa.Schema,
     column: str,
     storage_options: Mapping[str, str] | None = None,
+    stats: CommitStats | None = None,
 ) -> int | None:
     """Commit a ``status="failed"`` record with no data action; None (and a warning) when even that fails.
 
@@ -159,7 +217,7 @@ def record_failure(
                 post_commithook_properties=POST_COMMIT,
             )
 
-        return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=3)
+        return _commit(table_uri, record, attempt, storage_options=storage_options, max_attempts=3, stats=stats)
     except (DeltaError, OSError, CommitConflictExhausted, StorageUnavailable, StorageAccessDenied) as exc:
         warnings.warn(f"{record.partition}: could not record the failure in {table_uri}: {exc}", stacklevel=2)
         return None
@@ -193,11 +251,19 @@ def _commit(
     *,
     storage_options: Mapping[str, str] | None,
     max_attempts: int,
+    stats: CommitStats | None = None,
 ) -> int:
     """:func:`_commit_attempts`, with a store that does not answer (after the clients' retries) as
     ``StorageUnavailable`` and refused credentials as ``StorageAccessDenied``."""
     with storage_errors_named(table_uri, record.partition):
-        return _commit_attempts(table_uri, record, attempt, storage_options=storage_options, max_attempts=max_attempts)
+        return _commit_attempts(
+            table_uri,
+            record,
+            attempt,
+            storage_options=storage_options,
+            max_attempts=max_attempts,
+            stats=stats if stats is not None else CommitStats(),
+        )
 
 
 def _commit_attempts(
@@ -207,32 +273,46 @@ def _commit_attempts(
     *,
     storage_options: Mapping[str, str] | None,
     max_attempts: int,
+    stats: CommitStats,
 ) -> int:
     """Run ``attempt`` until it commits, reconciling after every error and backing off on conflicts."""
     options = dict(storage_options or {})
     for attempt_no in range(1, max_attempts + 1):
         table = open_table(table_uri, storage_options=options, partition=record.partition)
         read_version = table.version()
+        stats.attempts += 1
+        started = time.perf_counter()
         try:
             attempt(table)
         except Exception as exc:
             version = reconcile(table_uri, record, after_version=read_version, storage_options=options)
             if version is not None:
-                return _after_commit(table_uri, version, options)
+                return _after_commit(table_uri, version, options, stats, read_version=read_version)
             if not _is_conflict(exc):
                 raise
+            stats.conflicts += 1
             if attempt_no == max_attempts:
                 raise CommitConflictExhausted(table_uri, record.partition, attempt_no) from exc
-            time.sleep(_backoff(attempt_no))
+            wait = _backoff(attempt_no, slot=time.perf_counter() - started)
+            stats.backoff_seconds += wait
+            time.sleep(wait)
             continue
         version = reconcile(table_uri, record, after_version=read_version, storage_options=options)
         if version is None:  # delta-rs said yes but the log has no such commit: never report a phantom write
             raise RuntimeError(f"{record.partition}: commit by run {record.run_id} not found in {table_uri}")
-        return _after_commit(table_uri, version, options)
+        return _after_commit(table_uri, version, options, stats, read_version=read_version)
     raise CommitConflictExhausted(table_uri, record.partition, max_attempts)
 
 
-def _after_commit(table_uri: str, version: int, options: Mapping[str, str]) -> int:
+def _after_commit(
+    table_uri: str, version: int, options: Mapping[str, str], stats: CommitStats, *, read_version: int
+) -> int:
+    """Count the commit (and the other writers' commits it landed after), then fold the state if due."""
+    stats.commits += 1
+    stats.versions.append(version)
+    if version > read_version + 1:  # delta-rs first tries read_version + 1: it lost that race and rebased
+        stats.rebased += 1
+        stats.rebased_over += version - read_version - 1
     try:
         maybe_write_state_checkpoint(table_uri, version, storage_options=options)
     except (OSError, ValueError, PartitionsError) as exc:  # the commit stands; the next writer or maintenance folds it
@@ -246,9 +326,15 @@ def _is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, DeltaError) and any(word in str(exc).lower() for word in _CONFLICT_WORDS)
 
 
-def _backoff(attempt_no: int) -> float:
-    """Exponential backoff with full jitter: 0.05 s, 0.1 s, 0.2 s ... capped at 2 s."""
-    return random.uniform(0, min(2.0, 0.05 * 2 ** (attempt_no - 1)))
+def _backoff(attempt_no: int, *, slot: float = BACKOFF_FLOOR) -> float:
+    """Exponential backoff with full jitter, scaled to the store: uniform in [0, slot * 2^(n-1)], at most 2 s.
+
+    ``slot`` is how long the attempt that just lost took (kept within 0.05-1 s): writers that collide on a
+    store where a commit takes 0.5 s must spread over seconds, on a local disk over milliseconds. Full jitter
+    (not "equal" or none) is what de-synchronizes a burst of writers that all lost to the same winner.
+    """
+    slot = min(max(slot, BACKOFF_FLOOR), BACKOFF_SLOT_CAP)
+    return random.uniform(0, min(BACKOFF_CAP, slot * 2 ** (attempt_no - 1)))
 
 
 def _commit_properties(table: DeltaTable, record: MaterializationRecord) -> CommitProperties:

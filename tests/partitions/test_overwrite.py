@@ -1,5 +1,7 @@
+import itertools
 import json
 import multiprocessing
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +15,12 @@ from partitions.delta_log import read_records
 from partitions.errors import CommitConflictExhausted, PartitionMismatch, StorageAccessDenied, Transient
 from partitions.files import write_partition_file
 from partitions.overwrite import (
+    BACKOFF_CAP,
+    MAX_ATTEMPTS,
+    CommitStats,
+    _backoff,
     _commit,
+    _commit_properties,
     app_id,
     commit_files,
     overwrite_partition,
@@ -187,10 +194,112 @@ def test_conflicts_are_retried_then_reported_as_exhausted(tmp_path):
         attempts.append(1)
         write_deltalake(stale, month_rows("2019-02"), mode="overwrite", predicate=f"{COLUMN} = '2019-02'")
 
+    stats = CommitStats()
     with pytest.raises(CommitConflictExhausted, match="lost to concurrent writers 3 times") as caught:
-        _commit(uri, record("2019-02", "run-3"), from_stale_snapshot, storage_options=None, max_attempts=3)
+        _commit(uri, record("2019-02", "run-3"), from_stale_snapshot, storage_options=None, max_attempts=3, stats=stats)
     assert (caught.value.partition, caught.value.attempts, len(attempts)) == ("2019-02", 3, 3)
+    assert (stats.attempts, stats.conflicts, stats.commits) == (3, 3, 0)
+    assert stats.backoff_seconds > 0, "two waits between the three attempts"
     assert rows_of(uri).num_rows == 10
+
+
+def test_backoff_is_jittered_scaled_to_the_attempt_and_bounded():
+    for slot, limit in [(0.0, 0.05), (0.01, 0.05), (0.3, 0.3), (5.0, 1.0)]:
+        first = [_backoff(1, slot=slot) for _ in range(200)]
+        assert all(0 <= w <= limit for w in first)
+        assert len(set(first)) > 100, "jittered: writers that lost together do not wake together"
+    assert max(_backoff(n, slot=0.3) for n in range(3, 40) for _ in range(20)) <= BACKOFF_CAP
+    worst = sum(min(BACKOFF_CAP, 1.0 * 2 ** (n - 1)) for n in range(1, MAX_ATTEMPTS))
+    assert worst <= 14, "the waits of one commit are bounded whatever the store's speed"
+
+
+def test_eight_writers_committing_months_to_one_table_all_land_and_count_their_retries(tmp_path):
+    """Eight month tasks, one table, one instant: delta-rs rebases the losers, nobody exhausts, nothing is lost."""
+    uri = str(tmp_path / "events")
+    write(uri, "2019-01")
+    keys = [f"2020-{m:02d}" for m in range(1, 9)]
+    rows = {k: 20 + i for i, k in enumerate(keys)}
+    adds = {
+        k: [write_partition_file(uri, month_rows(k, n), column=COLUMN, key=k, schema=SCHEMA)] for k, n in rows.items()
+    }
+    start = threading.Barrier(len(keys))
+    done: dict[str, tuple[int, CommitStats, float, float]] = {}
+
+    def month_task(key):
+        stats = CommitStats()
+        start.wait()
+        began = time.perf_counter()
+        rec = record(key, f"run-{key}", rows=rows[key])
+        version = commit_files(uri, adds[key], column=COLUMN, record=rec, schema=SCHEMA, stats=stats)
+        done[key] = (version, stats, began, time.perf_counter())
+
+    threads = [threading.Thread(target=month_task, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(done) == keys, "every month committed: none exhausted its attempts"
+    assert sorted(v for v, *_ in done.values()) == list(range(2, 10)), "eight commits, one version each"
+    total = CommitStats()
+    for _, stats, *_ in done.values():
+        total.merge(stats)
+    assert total.commits == 8
+    assert total.retries >= 1, f"eight writers from one snapshot: all but one lost a race ({total})"
+    assert total.rebased_over >= total.rebased >= 1
+    spans = sorted((began, ended) for _, _, began, ended in done.values())
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), f"commits overlapped: {spans}"
+    recorded = read_records(uri)
+    assert {k: recorded[k].latest_success.version for k in keys} == {k: done[k][0] for k in keys}
+    counts = {c["values"]: c["counts"] for c in pc.value_counts(rows_of(uri)[COLUMN]).to_pylist()}
+    assert counts == {"2019-01": 10, **rows}, "each partition holds exactly its own rows"
+
+
+def test_a_lost_race_on_one_partition_is_retried_here_and_counted(tmp_path):
+    """Two writers of one partition build their commits on one snapshot: the loser conflicts, backs off, wins."""
+    uri = str(tmp_path / "events")
+    write(uri, "2019-02")
+    both_read = threading.Barrier(2)
+    outcome: dict[str, tuple[int, CommitStats]] = {}
+
+    def writer(run_id, n):
+        adds = [write_partition_file(uri, month_rows("2019-02", n, start=n), column=COLUMN, key="2019-02")]
+        rec = record("2019-02", run_id, rows=n)
+        tries = []
+
+        def attempt(table):
+            tries.append(table.version())
+            if len(tries) == 1:
+                both_read.wait()  # both snapshots are taken before either commit is tried
+            table.create_write_transaction(
+                adds,
+                mode="overwrite",
+                schema=table.schema(),
+                partition_by=[COLUMN],
+                partition_filters=[(COLUMN, "=", "2019-02")],
+                commit_properties=_commit_properties(table, rec),
+            )
+
+        stats = CommitStats()
+        outcome[run_id] = (
+            _commit(uri, rec, attempt, storage_options=None, max_attempts=MAX_ATTEMPTS, stats=stats),
+            stats,
+        )
+
+    threads = [threading.Thread(target=writer, args=(f"run-{n}", n)) for n in (3, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (v3, s3), (v7, s7) = outcome["run-3"], outcome["run-7"]
+    assert sorted([v3, v7]) == [2, 3]
+    assert sorted([s3.conflicts, s7.conflicts]) == [0, 1], "exactly the loser retried, once"
+    assert sorted([s3.attempts, s7.attempts]) == [1, 2]
+    loser = s3 if s3.conflicts else s7
+    assert loser.backoff_seconds > 0
+    assert loser.retries == 1
+    winner_rows = 7 if v7 > v3 else 3
+    assert rows_of(uri).num_rows == winner_rows, "one copy: the later commit replaced the earlier one"
+    assert DeltaTable(uri).transaction_version(app_id("2019-02")) == 3
 
 
 def test_processes_writing_different_partitions_concurrently_all_succeed(tmp_path, pool):
