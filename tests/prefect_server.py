@@ -56,20 +56,34 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
-def stop_group(pgid: int, *, home: Path, grace: float = 30.0) -> list[int]:
-    """SIGTERM the process group, then SIGKILL whatever still runs with this PREFECT_HOME; returns the pids killed."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
+def _wait_gone(home: Path, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
     while (left := processes_with_env("PREFECT_HOME", str(home))) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return left
+
+
+def stop_group(pgid: int, *, home: Path, grace: float = 10.0) -> list[int]:
+    """Stop a process group the way a user stops Prefect processes: SIGTERM, and SIGTERM again for what is left.
+
+    The second signal is needed: an idle `prefect worker start` (Prefect 3.9.1) answers the first SIGTERM with
+    "Sending SIGINT to the process worker" and goes on running; its handler turns a second one into SIGKILL.
+    Whatever still runs with this PREFECT_HOME after that is SIGKILLed; returns those pids (normally none).
+    """
+    for _ in range(2):
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        if not _wait_gone(home, grace):
+            return []
+    left = processes_with_env("PREFECT_HOME", str(home))
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    _wait_gone(home, grace)
     return left
 
 
