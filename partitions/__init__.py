@@ -1,5 +1,6 @@
 """Generic partitioned-asset engine whose state lives in the Delta transaction log."""
 
+from partitions._storage import NETWORK_TIMEOUT_ENV, delta_storage_options, network_timeout
 from partitions.code_version import code_version
 from partitions.delta_log import (
     LogState,
@@ -15,17 +16,21 @@ from partitions.errors import (
     CommitConflictExhausted,
     DuplicatePartitionSource,
     InvalidPartitionKey,
+    InvalidSetting,
     PartitionMismatch,
     PartitionsError,
+    PartitionUnavailable,
     SourceListingError,
     SourceNotFound,
+    SourceRangeUnsupported,
     StorageAccessDenied,
     StorageUnavailable,
     Transient,
 )
 from partitions.files import add_action_for, partition_file_path, stats_json, write_partition_file
+from partitions.http_listing import list_http, require_range_support
 from partitions.keys import MonthlyPartitions, month_bounds, month_range, parse_month, parse_selection
-from partitions.listing import filesystem_for, list_http, list_source, open_input
+from partitions.listing import filesystem_for, list_source, open_input
 from partitions.maintenance import checkpoint, compact, vacuum
 from partitions.overwrite import app_id, commit_files, overwrite_partition, reconcile, record_failure
 from partitions.records import MaterializationRecord, PartitionHistory
@@ -41,9 +46,11 @@ from partitions.storage_errors import (
 )
 
 __all__ = [
+    "NETWORK_TIMEOUT_ENV",
     "CommitConflictExhausted",
     "DuplicatePartitionSource",
     "InvalidPartitionKey",
+    "InvalidSetting",
     "Listing",
     "LogState",
     "MaterializationRecord",
@@ -51,6 +58,7 @@ __all__ = [
     "PartitionHistory",
     "PartitionMismatch",
     "PartitionState",
+    "PartitionUnavailable",
     "PartitionsError",
     "PlanRow",
     "RecordsGapWarning",
@@ -58,6 +66,7 @@ __all__ = [
     "SourceFile",
     "SourceListingError",
     "SourceNotFound",
+    "SourceRangeUnsupported",
     "StorageAccessDenied",
     "StorageFailure",
     "StorageUnavailable",
@@ -70,6 +79,7 @@ __all__ = [
     "code_version",
     "commit_files",
     "compact",
+    "delta_storage_options",
     "filesystem_for",
     "find_record",
     "is_storage_unavailable",
@@ -79,6 +89,7 @@ __all__ = [
     "month_bounds",
     "month_range",
     "named_storage_error",
+    "network_timeout",
     "open_input",
     "open_table",
     "overwrite_partition",
@@ -91,6 +102,7 @@ __all__ = [
     "read_state",
     "reconcile",
     "record_failure",
+    "require_range_support",
     "stats_json",
     "storage_errors_named",
     "upstream_sources",

@@ -63,6 +63,58 @@ class SourceListingError(Transient, PartitionsError):
         return f"cannot list source {self.uri}: {self.detail}; check the network and credentials, then retry"
 
 
+class PartitionUnavailable(Transient, PartitionsError):
+    """The source did not answer for one partition after the lister's retries; the other partitions went on.
+
+    Transient: the partition keeps its last committed version, and the next run probes it again.
+    """
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, partition: str, detail: str) -> None:
+        super().__init__(partition, detail)
+        self.partition, self.detail = partition, detail
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: the source did not answer ({self.detail}); the partition keeps its last version: "
+            "retry later"
+        )
+
+
+class SourceRangeUnsupported(PartitionsError):
+    """An HTTP source server ignores Range requests, so no reader can fetch part of a file (a parquet footer).
+
+    Not the file's fault and not transient: the same server answers the same way, whichever file is asked for.
+    """
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, uri: str, evidence: str) -> None:
+        super().__init__(uri, evidence)
+        self.uri, self.evidence = uri, evidence
+
+    def __str__(self) -> str:
+        return (
+            f"the server of {self.uri} does not support HTTP Range requests ({self.evidence}); readers fetch parts "
+            "of each file, so none can be read from it: serve the files from a server that answers ranged GETs "
+            "with 206 Partial Content, or copy them to a local directory or an s3:// prefix and use that as source"
+        )
+
+
+class InvalidSetting(PartitionsError):
+    """A setting of the engine (an argument or its environment variable) has a value it cannot use."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(name, value, expected)
+        self.name, self.value, self.expected = name, value, expected
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value!r} is not valid: expected {self.expected}; fix it and re-run"
+
+
 class SourceNotFound(PartitionsError):
     """The local source directory does not exist (or is a file): a wrong path, which no retry can fix."""
 

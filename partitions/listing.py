@@ -5,6 +5,11 @@ a content hash on a local disk (cached by path, size and mtime so a plan never r
 ETag and size on S3 (one recursive listing), ETag or Last-Modified and length over HTTPS (one HEAD per month).
 Classification is shared: a name that does not match, an impossible month, a month outside the asset's range
 are *skipped* with a reason; two files for one month are *duplicates* (see ``Listing``), never a guess.
+
+A source degrades per month, not as a whole: an HTTP HEAD is retried with jittered backoff on 5xx, timeouts and
+connection errors, and a month still unanswered is reported in ``Listing.unavailable`` while the others go on
+(S3's one listing is retried by botocore the same way; see ``_storage``). Only a server that answers no probe
+at all fails the listing (``SourceListingError``), in about ``3 x timeout``, never minutes.
 """
 
 from __future__ import annotations
@@ -12,27 +17,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 
 import pyarrow.fs as pafs
 
-from partitions._storage import fsspec_for, is_s3, pyarrow_fs_for, write_atomically
+from partitions._storage import fsspec_for, is_s3, network_timeout, pyarrow_fs_for, s3_attempts, write_atomically
 from partitions.errors import InvalidPartitionKey, SourceListingError, SourceNotFound, StorageAccessDenied
+from partitions.http_listing import list_http, require_range_support
 from partitions.keys import MonthlyPartitions, month_range, parse_month
 from partitions.source import Listing, SkippedFile, SourceFile
 from partitions.storage_errors import classify_storage_error, display_uri
 
-__all__ = ["Listing", "SkippedFile", "SourceFile", "filesystem_for", "list_http", "list_source", "open_input"]
+__all__ = [
+    "Listing",
+    "SkippedFile",
+    "SourceFile",
+    "filesystem_for",
+    "list_http",
+    "list_source",
+    "open_input",
+    "require_range_support",
+]
 
-_HTTP_NOT_PUBLISHED = (403, 404, 410)
 _Entry = tuple[str, int, str | None, datetime | None]  # uri, size, fingerprint if known, last modified
 _CACHE_FORMAT = 1
 
@@ -44,63 +54,61 @@ def list_source(
     storage_options: Mapping[str, str] | None = None,
     fingerprint_cache: str | Path | None = None,
     keys: Iterable[str] | None = None,
+    timeout: float | None = None,
 ) -> Listing:
-    """One file per month under ``uri`` (searched recursively), plus what was skipped or ambiguous.
+    """One file per month under ``uri`` (searched recursively), plus what was skipped, ambiguous or unanswered.
 
-    ``uri`` is a local directory, ``s3://bucket/prefix``, or an ``https://`` template containing ``{key}``
-    (probed for ``keys``, by default every month from ``partitions.start`` to ``partitions.end``).
-    ``fingerprint_cache`` is the JSON file remembering local content hashes; by default
-    ``$XDG_CACHE_HOME/partitions/fingerprints.json`` (``~/.cache/...``), never inside the source directory.
+    ``uri`` is a local directory, ``s3://bucket/prefix``, or an ``https://`` template containing ``{key}``.
+    ``keys`` restricts the listing to those months: an HTTP template probes only them (by default every month
+    from ``partitions.start`` to ``partitions.end``), a local directory hashes only their files, and files of
+    other months are left out (not reported as skipped). ``fingerprint_cache`` is the JSON file remembering
+    local content hashes; by default ``$XDG_CACHE_HOME/partitions/fingerprints.json`` (``~/.cache/...``), never
+    inside the source directory. ``timeout`` bounds each network attempt (see ``_storage.network_timeout``).
 
     Raises:
         SourceNotFound: a local ``uri`` that is not a directory (not transient: a wrong path stays wrong).
-        SourceListingError: the store or server did not answer (transient).
+        SourceListingError: the store or server did not answer at all (transient).
+        SourceRangeUnsupported: an HTTP server that ignores Range requests (no file could be read from it).
         StorageAccessDenied: the store refused the credentials.
     """
+    wanted = None if keys is None else {parse_month(k) for k in ([keys] if isinstance(keys, str) else keys)}
     if uri.startswith(("http://", "https://")):
-        if keys is None:
+        if wanted is None:
             if partitions.start is None or partitions.end is None:
                 raise ValueError(f"{uri}: an HTTP template needs keys=..., or start and end on the partitions")
-            keys = month_range(partitions.start, partitions.end)
-        return list_http(uri, keys, partitions=partitions)
+            wanted = set(month_range(partitions.start, partitions.end))
+        return list_http(uri, sorted(wanted), partitions=partitions, timeout=timeout)
     if is_s3(uri):
-        return _classify(_s3_entries(uri, storage_options), partitions, fingerprint=None)
-    return _list_local(uri, partitions, fingerprint_cache)
+        return _classify(_s3_entries(uri, storage_options, timeout), partitions, fingerprint=None, wanted=wanted)
+    return _list_local(uri, partitions, fingerprint_cache, wanted)
 
 
-def list_http(
-    template: str,
-    keys: Iterable[str],
-    *,
-    partitions: MonthlyPartitions | None = None,
-    timeout: float = 10.0,
-    max_workers: int = 8,
-) -> Listing:
-    """HEAD ``template.format(key=k)`` for each key: 200 is a file, 403/404/410 "not published" (skipped).
+def open_input(
+    uri: str, *, storage_options: Mapping[str, str] | None = None, timeout: float | None = None
+) -> IO[bytes]:
+    """Open a source file for binary reading (local path, ``s3://``, ``https://``); the caller closes it.
 
-    Timeouts, connection errors and 5xx raise SourceListingError (transient): a plan must not mistake a
-    flaky server for a month that is gone.
+    Raises:
+        SourceRangeUnsupported: an ``http(s)://`` server that ignores Range requests.
     """
-    wanted = [parse_month(k) for k in keys]
-    if partitions is not None:
-        wanted = [k for k in wanted if partitions.contains(k)]
-    with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        outcomes = list(pool.map(lambda k: _head(template.format(key=k), k, timeout), wanted))
-    files = {o.partition: o for o in outcomes if isinstance(o, SourceFile)}
-    skipped = tuple(o for o in outcomes if isinstance(o, SkippedFile))
-    return Listing(files=files, skipped=skipped)
-
-
-def open_input(uri: str, *, storage_options: Mapping[str, str] | None = None) -> IO[bytes]:
-    """Open a source file for binary reading (local path, ``s3://``, ``https://``); the caller closes it."""
-    fs, path = fsspec_for(uri, storage_options)
+    if uri.startswith(("http://", "https://")):
+        require_range_support(uri, timeout=timeout)
+    fs, path = fsspec_for(uri, storage_options, timeout=timeout)
     handle: IO[bytes] = fs.open(path, "rb")
     return handle
 
 
-def filesystem_for(uri: str, storage_options: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
-    """A ``pyarrow.fs`` filesystem and the path inside it, for ``pyarrow.parquet``/``pyarrow.dataset``."""
-    return pyarrow_fs_for(uri, storage_options)
+def filesystem_for(
+    uri: str, storage_options: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> tuple[pafs.FileSystem, str]:
+    """A ``pyarrow.fs`` filesystem and the path inside it, for ``pyarrow.parquet``/``pyarrow.dataset``.
+
+    Raises:
+        SourceRangeUnsupported: ``uri`` is an ``http(s)://`` file on a server that ignores Range requests.
+    """
+    if uri.startswith(("http://", "https://")):
+        require_range_support(uri, timeout=timeout)
+    return pyarrow_fs_for(uri, storage_options, timeout=timeout)
 
 
 # -- classification --------------------------------------------------------------------------------
@@ -111,10 +119,12 @@ def _classify(
     partitions: MonthlyPartitions,
     *,
     fingerprint: Any,
+    wanted: set[str] | None = None,
 ) -> Listing:
     """Sort ``(uri, size, fingerprint, last_modified)`` entries into files, skipped and duplicates.
 
-    ``fingerprint`` computes missing fingerprints, called only for files that end up used.
+    ``fingerprint`` computes missing fingerprints, called only for files that end up used. Files of months not
+    in ``wanted`` (when given) are left out: they were not asked for.
     """
     by_key: dict[str, list[_Entry]] = {}
     skipped: list[SkippedFile] = []
@@ -123,12 +133,14 @@ def _classify(
         name = uri.rsplit("/", 1)[-1]
         raw = partitions.raw_key_for(name)
         if raw is None:
-            skipped.append(SkippedFile(uri, f"name does not match the pattern {partitions.pattern!r}"))
+            pattern = f"the pattern {partitions.pattern!r}"
+            skipped.append(SkippedFile(uri, f"name does not match {pattern}", f"not matching {pattern}"))
             continue
         try:
             key = parse_month(raw)
         except InvalidPartitionKey:
-            skipped.append(SkippedFile(uri, f"name matches the pattern but {raw!r} is not a real month"))
+            reason = f"name matches the pattern but {raw!r} is not a real month"
+            skipped.append(SkippedFile(uri, reason, "matching the pattern but naming no real month"))
             continue
         if not partitions.contains(key):
             side = (
@@ -136,7 +148,11 @@ def _classify(
                 if partitions.start and key < partitions.start
                 else (f"after the last month {partitions.end}")
             )
-            skipped.append(SkippedFile(uri, f"month {key} is {side} of this asset"))
+            span = f"{partitions.start or '...'}..{partitions.end or ''}"
+            reason = f"month {key} is {side} of this asset"
+            skipped.append(SkippedFile(uri, reason, f"naming months outside this asset ({span})"))
+            continue
+        if wanted is not None and key not in wanted:
             continue
         by_key.setdefault(key, []).append(entry)
     duplicates = {k: tuple(e[0] for e in v) for k, v in sorted(by_key.items()) if len(v) > 1}
@@ -155,17 +171,21 @@ def _hidden(relative: str) -> bool:
 # -- S3 --------------------------------------------------------------------------------------------
 
 
-def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_Entry]:
-    fs, path = fsspec_for(uri, storage_options)
+def _s3_entries(uri: str, storage_options: Mapping[str, str] | None, timeout: float | None) -> list[_Entry]:
+    """One recursive listing; botocore retries it (standard mode, ``NETWORK_ATTEMPTS`` tries, bounded waits)."""
+    seconds = network_timeout(timeout)
+    fs, path = fsspec_for(uri, storage_options, timeout=seconds)
     try:
         found = fs.find(path, detail=True)
     except Exception as exc:  # botocore/aiohttp errors are not all OSError; the chain keeps the traceback
         failure = classify_storage_error(exc)
         if failure is not None and failure.kind == "denied":  # not transient: retrying cannot fix credentials
             raise StorageAccessDenied(display_uri(uri), "", failure.reason) from exc
-        unavailable = failure is not None and failure.kind == "unavailable"
-        detail = failure.reason if failure is not None and unavailable else f"{type(exc).__name__}: {exc}"
-        raise SourceListingError(uri, detail) from exc
+        if failure is not None and failure.kind == "unavailable":
+            detail = f"{failure.reason} after {s3_attempts()} attempts of up to {seconds:g} s"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        raise SourceListingError(display_uri(uri), detail) from exc
     entries: list[_Entry] = []
     for key, info in found.items():
         if _hidden(key[len(path) :]):
@@ -180,7 +200,9 @@ def _s3_entries(uri: str, storage_options: Mapping[str, str] | None) -> list[_En
 # -- local directory -------------------------------------------------------------------------------
 
 
-def _list_local(uri: str, partitions: MonthlyPartitions, cache_file: str | Path | None) -> Listing:
+def _list_local(
+    uri: str, partitions: MonthlyPartitions, cache_file: str | Path | None, wanted: set[str] | None
+) -> Listing:
     root = Path(uri.removeprefix("file://")).expanduser()
     if not root.is_dir():  # a wrong path, not an outage: not transient, so nothing retries it
         raise SourceNotFound(str(root), "is a file, not a directory" if root.exists() else "does not exist")
@@ -193,7 +215,7 @@ def _list_local(uri: str, partitions: MonthlyPartitions, cache_file: str | Path 
             modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
             entries.append((str(path.resolve()), stat.st_size, None, modified))
     cache = _FingerprintCache(Path(cache_file) if cache_file is not None else _default_cache_file())
-    listing = _classify(entries, partitions, fingerprint=lambda p: cache.fingerprint(p, stats[p]))
+    listing = _classify(entries, partitions, fingerprint=lambda p: cache.fingerprint(p, stats[p]), wanted=wanted)
     cache.save()
     return listing
 
@@ -244,33 +266,3 @@ class _FingerprintCache:
             write_atomically(fs, path, json.dumps(body, sort_keys=True).encode())
         except OSError as exc:  # a read-only home costs re-hashing next time, not the listing
             warnings.warn(f"fingerprint cache {self.file} not written: {exc}", stacklevel=3)
-
-
-# -- HTTP ------------------------------------------------------------------------------------------
-
-
-def _head(url: str, key: str, timeout: float) -> SourceFile | SkippedFile:
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            headers = response.headers
-    except urllib.error.HTTPError as exc:
-        if exc.code in _HTTP_NOT_PUBLISHED:
-            return SkippedFile(url, f"not published (HTTP {exc.code})")
-        raise SourceListingError(url, f"HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise SourceListingError(url, f"{type(exc).__name__}: {exc}") from exc
-    size = int(headers.get("Content-Length") or 0)
-    modified = _http_date(headers.get("Last-Modified"))
-    if etag := headers.get("ETag"):
-        fingerprint = f"etag:{etag}/size:{size}"
-    else:
-        fingerprint = f"last-modified:{headers.get('Last-Modified', '')}/size:{size}"
-    return SourceFile(key, url, size, fingerprint, modified)
-
-
-def _http_date(value: str | None) -> datetime | None:
-    try:
-        return parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError):
-        return None

@@ -112,6 +112,7 @@ def plan(
     companions: Sequence[Mapping[str, PartitionHistory]] = (),
     only: Iterable[str] | None = None,
     source_problems: Mapping[str, str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
     verifications: Verifications | None = None,
 ) -> list[PlanRow]:
     """One row per partition known to the source or the records, sorted by partition.
@@ -127,6 +128,8 @@ def plan(
         only: restrict the rows to these keys (keys unknown to both sides yield no row).
         source_problems: keys whose source cannot be used (e.g. ``Listing.duplicates``), planned FAILED with
             the given reason so the run fails that partition alone.
+        unavailable: keys the source did not answer for (``Listing.unavailable``), planned UNAVAILABLE with the
+            given reason: not stale (nothing is known, nothing is touched) but a problem the run must report.
         verifications: a table attesting each write (see :class:`Verifications`); a success it does not attest
             plans FAILED ("incomplete") unless its source or code changed, which already makes it stale.
     """
@@ -136,13 +139,17 @@ def plan(
         only = [only]
     forced = dict(force) if isinstance(force, Mapping) else dict.fromkeys(force, FORCED_REASON)
     problems = dict(source_problems or {})
-    keys = set(sources) | set(recorded) | set(problems)
+    unanswered = dict(unavailable or {})
+    keys = set(sources) | set(recorded) | set(problems) | set(unanswered)
     if only is not None:
         keys &= set(only)
     rows = []
     for key in sorted(keys):
         history = recorded.get(key, PartitionHistory())
-        row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key))
+        if key in unanswered and key not in problems:
+            row: PlanRow | None = _unavailable(key, history, unanswered[key])
+        else:
+            row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key))
         if row is not None and row.state is PartitionState.FRESH and verifications is not None:
             success = history.latest_success
             if success is not None and verifications.missing(key, success):
@@ -151,6 +158,19 @@ def plan(
         if row is not None:
             rows.append(row)
     return rows
+
+
+def _unavailable(key: str, history: PartitionHistory, reason: str) -> PlanRow:
+    success = history.latest_success
+    return PlanRow(
+        key,
+        PartitionState.UNAVAILABLE,
+        f"the source did not answer: {reason}; nothing was changed, the next run asks again",
+        recorded_fingerprint=success.source_fingerprint if success else None,
+        rows=success.rows_written if success else None,
+        recorded_code_version=success.code_version if success else None,
+        last_run_id=history.latest.run_id if history.latest else None,
+    )
 
 
 def _judge(

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
+from partitions._storage import delta_storage_options
 from partitions.errors import PartitionsError, StorageAccessDenied, StorageUnavailable
 
 FailureKind = Literal["unavailable", "denied", "rejected"]
@@ -200,9 +201,14 @@ def open_table(
     storage_options: Mapping[str, str] | None = None,
     partition: str = "",
 ) -> DeltaTable:
-    """``DeltaTable(table_uri)``, with a refused or unreachable store as a named error instead of an OSError."""
+    """``DeltaTable(table_uri)``, with a refused or unreachable store as a named error instead of an OSError.
+
+    The store's waits are bounded (``_storage.delta_storage_options``): a silent endpoint raises
+    ``StorageUnavailable`` in about ``3 x PARTITIONS_NETWORK_TIMEOUT`` instead of delta-rs's 3 minutes.
+    """
+    options = delta_storage_options(table_uri, storage_options)
     with storage_errors_named(table_uri, partition):
-        return DeltaTable(table_uri, version=version, storage_options=dict(storage_options or {}))
+        return DeltaTable(table_uri, version=version, storage_options=options)
 
 
 def display_uri(uri: str) -> str:
