@@ -27,7 +27,13 @@ from partitions.errors import (
     StorageUnavailable,
     Transient,
 )
-from partitions.files import add_action_for, partition_file_path, stats_json, write_partition_file
+from partitions.files import (
+    add_action_for,
+    missing_data_files,
+    partition_file_path,
+    stats_json,
+    write_partition_file,
+)
 from partitions.http_listing import list_http, require_range_support
 from partitions.keys import MonthlyPartitions, month_bounds, month_range, parse_month, parse_selection
 from partitions.listing import filesystem_for, list_source, open_input
@@ -86,6 +92,7 @@ __all__ = [
     "list_http",
     "list_source",
     "maybe_write_state_checkpoint",
+    "missing_data_files",
     "month_bounds",
     "month_range",
     "named_storage_error",

@@ -6,6 +6,9 @@ protocol's per-file statistics (https://github.com/delta-io/delta/blob/master/PR
 so readers keep data skipping: ``numRecords``, and ``minValues``/``maxValues``/``nullCount`` per top-level
 column. A bound that cannot be stated exactly (long strings, NaN, binary, nested values) is left out, which
 only means "no skipping on that column", never a wrong answer.
+
+The other way round, ``missing_data_files`` finds the files a table's log still references that the store
+no longer has.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction
 
-from partitions._storage import pyarrow_fs_for
+from partitions._storage import fsspec_for, pyarrow_fs_for
+from partitions.storage_errors import open_table, storage_errors_named
 
 MAX_STRING_STAT: Final = 32
 
@@ -142,3 +148,60 @@ def _stat_value(value: Any, kind: pa.DataType, side: str) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     return None
+
+
+def missing_data_files(
+    table_uri: str,
+    partitions: Iterable[str] | None = None,
+    *,
+    storage_options: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """The data files the latest snapshot references that the store no longer has, per partition.
+
+    A file deleted behind the log's back (by hand, a lifecycle rule, a faulty cleanup) leaves a partition that
+    every reader fails on, while the log still says it is fine. This compares the ``add`` paths of the latest
+    snapshot (for ``partitions``, default all) with one directory listing per folder holding them (one LIST per
+    partition in a Hive layout), never a request per file. Returns ``{partition: [relative paths]}`` with only
+    the partitions that lost files, for ``plan(..., missing_files=...)``; ``{}`` when there is no table.
+
+    The table must be partitioned by one column. Loading the snapshot replays its add actions, so the cost grows
+    with the table's file count: an occasional deep check, not every plan.
+
+    Raises:
+        StorageUnavailable, StorageAccessDenied: the store did not answer or refused the credentials.
+    """
+    try:
+        table = open_table(table_uri, storage_options=storage_options)
+    except TableNotFoundError:
+        return {}
+    columns = table.metadata().partition_columns
+    if len(columns) != 1:
+        raise ValueError(f"{table_uri}: missing_data_files needs a table partitioned by one column, not {columns}")
+    wanted = None if partitions is None else set([partitions] if isinstance(partitions, str) else partitions)
+    actions = pa.table(table.get_add_actions(flatten=True))
+    referenced: dict[str, list[tuple[str, str]]] = {}  # folder -> [(partition, relative path)]
+    for path, key in zip(
+        actions.column("path").to_pylist(), actions.column(f"partition.{columns[0]}").to_pylist(), strict=True
+    ):
+        if wanted is not None and key not in wanted:
+            continue
+        relative = unquote(path)  # the log stores paths URL-encoded (Delta protocol), the store does not
+        folder = relative.rsplit("/", 1)[0] if "/" in relative else ""
+        referenced.setdefault(folder, []).append((str(key), relative))
+    missing: dict[str, list[str]] = {}
+    with storage_errors_named(table_uri):
+        fs, root = fsspec_for(table_uri, storage_options)
+        for folder, files in sorted(referenced.items()):
+            present = _names_in(fs, f"{root}/{folder}" if folder else root)
+            for key, relative in files:
+                if relative.rsplit("/", 1)[-1] not in present:
+                    missing.setdefault(key, []).append(relative)
+    return {key: sorted(paths) for key, paths in sorted(missing.items())}
+
+
+def _names_in(fs: Any, folder: str) -> set[str]:
+    """Base names of the files directly in ``folder`` (one listing); empty when the folder is gone."""
+    try:
+        return {str(name).rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(folder, detail=False)}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()

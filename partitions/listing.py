@@ -1,7 +1,8 @@
 """List the source files of a monthly asset (local directory, ``s3://`` prefix, or an HTTPS URL template).
 
 Each adapter turns what the store says about a file into a fingerprint that changes when the content does:
-a content hash on a local disk (cached by path, size and mtime so a plan never re-hashes unchanged files),
+a content hash on a local disk (cached by path, size, mtime, ctime and inode, so a plan never re-hashes
+unchanged files and never trusts a kept mtime on new bytes),
 ETag and size on S3 (one recursive listing), ETag or Last-Modified and length over HTTPS (one HEAD per month).
 Classification is shared: a name that does not match, an impossible month, a month outside the asset's range
 are *skipped* with a reason; two files for one month are *duplicates* (see ``Listing``), never a guess.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -44,7 +46,8 @@ __all__ = [
 ]
 
 _Entry = tuple[str, int, str | None, datetime | None]  # uri, size, fingerprint if known, last modified
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: entries carry ctime, inode and when they were hashed (format 1: re-hashed once)
+_RACY_NS = 1_000_000_000  # an entry hashed within 1 s of the file's last change is checked again next time
 
 
 def list_source(
@@ -226,9 +229,15 @@ def _default_cache_file() -> Path:
 
 
 class _FingerprintCache:
-    """Content hashes keyed by (path, size, mtime_ns), in one JSON file replaced atomically.
+    """Content hashes in one JSON file replaced atomically, trusted only while nothing about the file could lie.
 
-    Two processes saving at once each write a complete file; the loser's new entries are only re-hashed later.
+    An entry is reused when the file's size, mtime, ctime and inode all match it, and its ctime was at least
+    :data:`_RACY_NS` older than the moment it was hashed. mtime alone can lie: ``cp -p``, ``tar`` and
+    ``os.utime`` put an old mtime on new bytes, but the kernel sets ctime to the time of the change and no
+    user call can set it back; a replacement by rename brings another inode. A file changed within the same
+    timestamp tick as its hashing keeps its ctime, so an entry hashed that close to its ctime is "racily clean"
+    (as git calls it) and hashed again next time. Two processes saving at once each write a complete file;
+    the loser's new entries are only re-hashed later.
     """
 
     def __init__(self, file: Path) -> None:
@@ -243,13 +252,19 @@ class _FingerprintCache:
             pass
 
     def fingerprint(self, path: str, stat: os.stat_result) -> str:
+        seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "ino": stat.st_ino}
         hit = self.entries.get(path)
-        if hit and hit.get("size") == stat.st_size and hit.get("mtime_ns") == stat.st_mtime_ns:
+        if (
+            hit
+            and all(hit.get(k) == v for k, v in seen.items())
+            and stat.st_ctime_ns + _RACY_NS <= hit.get("hashed_ns", 0)
+        ):
             return str(hit["fingerprint"])
+        hashed_ns = time.time_ns()
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         value = f"sha256:{digest}"
-        self.entries[path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": value}
+        self.entries[path] = {**seen, "hashed_ns": hashed_ns, "fingerprint": value}
         self.dirty = True
         return value
 

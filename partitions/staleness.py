@@ -113,6 +113,7 @@ def plan(
     only: Iterable[str] | None = None,
     source_problems: Mapping[str, str] | None = None,
     unavailable: Mapping[str, str] | None = None,
+    missing_files: Mapping[str, Sequence[str]] | None = None,
     verifications: Verifications | None = None,
 ) -> list[PlanRow]:
     """One row per partition known to the source or the records, sorted by partition.
@@ -130,6 +131,10 @@ def plan(
             the given reason so the run fails that partition alone.
         unavailable: keys the source did not answer for (``Listing.unavailable``), planned UNAVAILABLE with the
             given reason: not stale (nothing is known, nothing is touched) but a problem the run must report.
+        missing_files: data files the log references that the store no longer has, per key (from
+            ``files.missing_data_files``): such a partition plans FAILED ("data files referenced by the log are
+            gone: ...") so the next run rewrites it, unless it is forced, rejected (its source cannot rebuild
+            it: the reason says both) or orphaned (no source: the reason says the rows are lost).
         verifications: a table attesting each write (see :class:`Verifications`); a success it does not attest
             plans FAILED ("incomplete") unless its source or code changed, which already makes it stale.
     """
@@ -149,7 +154,8 @@ def plan(
         if key in unanswered and key not in problems:
             row: PlanRow | None = _unavailable(key, history, unanswered[key])
         else:
-            row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key))
+            gone = _gone(missing_files.get(key, ()) if missing_files else ())
+            row = _judge(key, sources.get(key), history, code_version, forced, companions, problems.get(key), gone)
         if row is not None and row.state is PartitionState.FRESH and verifications is not None:
             success = history.latest_success
             if success is not None and verifications.missing(key, success):
@@ -181,6 +187,7 @@ def _judge(
     forced: Mapping[str, str],
     companions: Sequence[Mapping[str, PartitionHistory]],
     problem: str | None,
+    gone: str = "",
 ) -> PlanRow | None:
     success, failure = history.latest_success, history.latest_failure
     facts = {
@@ -204,13 +211,19 @@ def _judge(
             what = f"only a {failure.status} attempt is recorded"
         else:
             return None
-        return row(PartitionState.ORPHANED, f"source file is gone but {what}; the table keeps its rows")
+        kept = f"{gone}, so those rows are lost" if gone else "the table keeps its rows"
+        return row(PartitionState.ORPHANED, f"source file is gone but {what}; {kept}")
     if key in forced:
         if success is None and failure is None:  # named, but there is nothing to force: say what it is
             return row(PartitionState.MISSING, f"never materialized ({forced[key]})")
         return row(PartitionState.FORCED, forced[key])
     if failure is not None and failure.rejected:
-        return row(*_after_rejection(failure, source, code_version))
+        state, reason = _after_rejection(failure, source, code_version)
+        if gone and state is PartitionState.REJECTED:  # nothing can rebuild it from this source: say both
+            reason = f"{reason}; and {gone}"
+        return row(state, reason)
+    if gone:
+        return row(PartitionState.FAILED, f"{gone}; the next run rewrites the partition")
     if failure is not None:
         error = failure.error or "no error message recorded"
         return row(PartitionState.FAILED, f"last attempt failed (run {failure.run_id}): {error}")
@@ -224,6 +237,14 @@ def _judge(
         state = PartitionState.SOURCE_CHANGED if source_changed else PartitionState.CODE_CHANGED
         return row(state, _changes(success, source, code_version))
     return row(PartitionState.FRESH, f"up to date since run {success.run_id} (version {success.version})")
+
+
+def _gone(paths: Sequence[str], show: int = 3) -> str:
+    """ "data files referenced by the log are gone: a, b, c (+N more)", or "" for none."""
+    if not paths:
+        return ""
+    names = ", ".join(paths[:show]) + (f" (+{len(paths) - show} more)" if len(paths) > show else "")
+    return f"data files referenced by the log are gone: {names}"
 
 
 def _after_rejection(

@@ -3,9 +3,21 @@ from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from deltalake import write_deltalake
+from fsspec.implementations.local import LocalFileSystem
+from partitions_cases import COLUMN, SCHEMA, month_rows, record, source
 
-from partitions.files import add_action_for, partition_file_path, stats_json, write_partition_file
+from partitions.delta_log import read_records
+from partitions.files import (
+    add_action_for,
+    missing_data_files,
+    partition_file_path,
+    stats_json,
+    write_partition_file,
+)
+from partitions.overwrite import commit_files
+from partitions.staleness import PartitionState, plan
 
 
 def metadata_of(table: pa.Table, tmp_path, **kwargs) -> pq.FileMetaData:
@@ -76,3 +88,80 @@ def test_add_action_and_partition_file(tmp_path):
         modification_time=7,
     )
     assert (again.stats, again.modification_time, again.data_change) == (add.stats, 7, True)
+
+
+# -- data files the log references but the store lost ---------------------------------------------------------
+
+
+def three_months(uri: str, options=None) -> dict[str, list[str]]:
+    """2019-02 and 2019-04 in one file each, 2019-03 in two; returns the relative paths per month."""
+    paths: dict[str, list[str]] = {}
+    for key, parts in [("2019-02", 1), ("2019-03", 2), ("2019-04", 1)]:
+        adds = [
+            write_partition_file(uri, month_rows(key, 5, start=5 * i), column=COLUMN, key=key, storage_options=options)
+            for i in range(parts)
+        ]
+        rec = record(key, f"run-{key}", rows=5 * parts)
+        commit_files(uri, adds, column=COLUMN, record=rec, schema=SCHEMA, storage_options=options)
+        paths[key] = sorted(a.path for a in adds)
+    return paths
+
+
+def test_missing_data_files_names_the_lost_files_per_partition_from_one_listing_per_folder(tmp_path, monkeypatch):
+    uri = str(tmp_path / "events")
+    paths = three_months(uri)
+    assert missing_data_files(uri) == {}
+    lost = paths["2019-03"][1]
+    (tmp_path / "events" / lost).unlink()
+    for gone in paths["2019-04"]:
+        (tmp_path / "events" / gone).unlink()
+    (tmp_path / "events" / "month=2019-04").rmdir()  # the whole folder went
+
+    listings: list[str] = []
+    real_ls = LocalFileSystem.ls
+
+    def counting_ls(self, path, detail=False, **kwargs):
+        listings.append(path)
+        return real_ls(self, path, detail=detail, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "ls", counting_ls)
+    assert missing_data_files(uri) == {"2019-03": [lost], "2019-04": paths["2019-04"]}
+    assert len(listings) == 3, "one listing per partition folder, not a request per file"
+    assert missing_data_files(uri, ["2019-02", "2019-03"]) == {"2019-03": [lost]}
+    assert missing_data_files(uri, "2019-02") == {}
+    assert missing_data_files(str(tmp_path / "no-table")) == {}
+
+
+def test_missing_data_files_needs_one_partition_column(tmp_path):
+    data = pa.table({"a": ["x"], "b": ["y"], "v": [1]})
+    write_deltalake(str(tmp_path / "two"), data, partition_by=["a", "b"])
+    with pytest.raises(ValueError, match="partitioned by one column"):
+        missing_data_files(str(tmp_path / "two"))
+
+
+def test_a_partition_whose_files_are_gone_plans_failed_and_is_rebuilt(tmp_path):
+    uri = str(tmp_path / "events")
+    paths = three_months(uri)
+    (tmp_path / "events" / paths["2019-02"][0]).unlink()
+    sources = {k: source(k) for k in paths}
+    recorded = read_records(uri)
+    before = plan(sources, recorded, code_version="code-1")
+    assert {r.state for r in before} == {PartitionState.FRESH}, "the log alone says all is well"
+    rows = plan(sources, recorded, code_version="code-1", missing_files=missing_data_files(uri))
+    assert [(r.partition, r.state) for r in rows] == [
+        ("2019-02", PartitionState.FAILED),
+        ("2019-03", PartitionState.FRESH),
+        ("2019-04", PartitionState.FRESH),
+    ]
+    assert rows[0].reason == (
+        f"data files referenced by the log are gone: {paths['2019-02'][0]}; the next run rewrites the partition"
+    )
+
+
+@pytest.mark.integration
+def test_missing_data_files_on_s3(s3_server, s3_bucket):
+    options = s3_server.storage_options()
+    uri = f"s3://{s3_bucket}/events"
+    paths = three_months(uri, options)
+    s3_server.boto3_client().delete_object(Bucket=s3_bucket, Key=f"events/{paths['2019-03'][0]}")
+    assert missing_data_files(uri, storage_options=options) == {"2019-03": [paths["2019-03"][0]]}

@@ -1,8 +1,11 @@
+import hashlib
 import http.server
 import json
 import os
 import pickle
+import shutil
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -79,21 +82,56 @@ def test_two_files_for_one_month_fail_that_month_only(tmp_path, cache):
     assert rows[0].reason.startswith("source cannot be used: 2 source files map to this partition")
 
 
-def test_local_fingerprints_are_content_hashes_cached_by_size_and_mtime(tmp_path, cache):
+def fingerprints(src: Path, cache: Path) -> dict[str, str]:
+    return {k: f.fingerprint for k, f in list_source(str(src), EVENTS, fingerprint_cache=cache).files.items()}
+
+
+def cached(cache: Path) -> dict[str, dict]:
+    return {Path(path).name: entry for path, entry in json.loads(cache.read_text())["entries"].items()}
+
+
+def sha(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def test_local_fingerprints_are_content_hashes_and_a_kept_mtime_on_new_bytes_is_noticed(tmp_path, cache):
+    """``cp -p``, ``tar`` and ``os.utime`` keep the old size and mtime on new bytes; the ctime tells."""
     src = tmp_path / "src"
-    path = put(src, "events_2019-02.parquet", b"aaaa")
-    first = list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint
-    assert cache.is_file()
-    stat = path.stat()
-    path.write_bytes(b"bbbb")  # same size; restore the mtime: only a re-hash could notice
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint == first
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    changed = list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint
-    assert changed != first
-    path.write_bytes(b"aaaa")
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
-    assert list_source(str(src), EVENTS, fingerprint_cache=cache).files["2019-02"].fingerprint == first
+    in_place = put(src, "events_2019-02.parquet", b"aaaa")
+    copied_over = put(src, "events_2019-03.parquet", b"cccc")
+    untouched = put(src, "events_2019-04.parquet", b"dddd")
+    time.sleep(1.1)  # older than the racy window (1 s): the first hashes are trusted as long as nothing changes
+    first = fingerprints(src, cache)
+    assert first == {"2019-02": sha(b"aaaa"), "2019-03": sha(b"cccc"), "2019-04": sha(b"dddd")}
+    hashed = cached(cache)
+    assert fingerprints(src, cache) == first
+    assert cached(cache) == hashed, "unchanged files are not hashed again"
+
+    old = in_place.stat()
+    in_place.write_bytes(b"bbbb")  # rewritten in place, then its times put back
+    os.utime(in_place, ns=(old.st_atime_ns, old.st_mtime_ns))
+    replacement = put(tmp_path, "staging/events_2019-03.parquet", b"eeee")
+    os.utime(replacement, ns=(copied_over.stat().st_atime_ns, copied_over.stat().st_mtime_ns))
+    mtime = copied_over.stat().st_mtime_ns
+    shutil.copy2(replacement, copied_over)  # cp -p: same size, same mtime, new bytes
+    assert (in_place.stat().st_size, in_place.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert (copied_over.stat().st_size, copied_over.stat().st_mtime_ns) == (4, mtime)
+
+    second = fingerprints(src, cache)
+    assert second == {"2019-02": sha(b"bbbb"), "2019-03": sha(b"eeee"), "2019-04": sha(b"dddd")}
+    assert cached(cache)["events_2019-04.parquet"] == hashed["events_2019-04.parquet"]
+    assert untouched.read_bytes() == b"dddd"
+
+
+def test_a_file_hashed_right_after_its_last_change_is_hashed_again_next_time(tmp_path, cache):
+    """A change in the same timestamp tick as the hashing keeps every stat field: such an entry is not trusted."""
+    src = tmp_path / "src"
+    put(src, "events_2019-02.parquet", b"aaaa")
+    fingerprints(src, cache)
+    first = cached(cache)["events_2019-02.parquet"]
+    assert fingerprints(src, cache) == {"2019-02": sha(b"aaaa")}
+    again = cached(cache)["events_2019-02.parquet"]
+    assert again["hashed_ns"] > first["hashed_ns"], "hashed again: its ctime was within 1 s of the first hashing"
 
 
 def test_an_unwritable_cache_warns_and_the_listing_goes_on(tmp_path):

@@ -333,3 +333,35 @@ def test_a_rejected_downstream_attempt_waits_for_its_upstream_to_be_rebuilt():
 def test_which_states_are_stale_and_which_are_problems():
     assert {s for s in S if s.is_stale} == {S.MISSING, S.SOURCE_CHANGED, S.CODE_CHANGED, S.FAILED, S.FORCED}
     assert {s for s in S if s.is_problem} == {S.UNAVAILABLE}
+
+
+# -- data files the log references but the store lost ---------------------------------------------------------
+
+GONE = ["month=2019-02/part-1.parquet", "month=2019-02/part-2.parquet", "month=2019-02/part-3.parquet", "x/4"]
+
+
+def test_a_partition_whose_data_files_are_gone_plans_failed_naming_a_few_of_them():
+    row = one({"2019-02": source("2019-02")}, {"2019-02": history(record("2019-02"))}, missing_files={"2019-02": GONE})
+    assert (row.state, row.state.is_stale) == (S.FAILED, True)
+    assert row.reason == (
+        "data files referenced by the log are gone: month=2019-02/part-1.parquet, month=2019-02/part-2.parquet, "
+        "month=2019-02/part-3.parquet (+1 more); the next run rewrites the partition"
+    )
+    healthy = one({"2019-02": source("2019-02")}, {"2019-02": history(record("2019-02"))}, missing_files={})
+    assert healthy.state is S.FRESH
+
+
+def test_gone_data_files_next_to_a_force_a_rejection_or_a_gone_source():
+    recorded = {"2019-02": history(record("2019-02"), rejection())}
+    gone = {"2019-02": GONE[:1]}
+    forced = one({"2019-02": source("2019-02")}, recorded, missing_files=gone, force=["2019-02"])
+    assert forced.state is S.FORCED
+    rejected = one({"2019-02": source("2019-02")}, recorded, missing_files=gone)
+    assert rejected.state is S.REJECTED, "its source cannot rebuild it: retrying would only be refused again"
+    assert rejected.reason.endswith("; and data files referenced by the log are gone: month=2019-02/part-1.parquet")
+    orphaned = one({}, {"2019-02": history(record("2019-02"))}, missing_files=gone)
+    assert (orphaned.state, orphaned.reason) == (
+        S.ORPHANED,
+        "source file is gone but a success is recorded; data files referenced by the log are gone: "
+        "month=2019-02/part-1.parquet, so those rows are lost",
+    )
