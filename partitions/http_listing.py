@@ -22,7 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 from partitions._storage import NETWORK_ATTEMPTS, network_timeout
-from partitions.errors import SourceListingError, SourceRangeUnsupported
+from partitions.errors import SourceListingError, SourceRangeUnsupported, StorageUnavailable
 from partitions.keys import MonthlyPartitions, parse_month
 from partitions.source import Listing, SkippedFile, SourceFile
 from partitions.storage_errors import display_uri
@@ -80,7 +80,7 @@ def list_http(
     files = {o.key: o.file for o in outcomes if o.file is not None}
     if check_ranges and files:
         first = next(o for o in outcomes if o.file is not None)
-        _check_ranges(first.url, first.accept_ranges, seconds)
+        _check_ranges(first.url, first.accept_ranges, seconds, attempts=1, backoff=backoff, strict=False)
     return Listing(
         files=files,
         skipped=tuple(o.skipped for o in outcomes if o.skipped is not None),
@@ -88,13 +88,20 @@ def list_http(
     )
 
 
-def require_range_support(url: str, *, timeout: float | None = None) -> None:
-    """Raise ``SourceRangeUnsupported`` when the server of ``url`` answers a ranged GET with the whole file.
+def require_range_support(
+    url: str, *, timeout: float | None = None, attempts: int = NETWORK_ATTEMPTS, backoff: float = 0.5
+) -> None:
+    """Check, before reading ``url``, that its server answers and honours Range requests.
 
-    One ``Range: bytes=0-0`` request. A server that does not answer is not judged here: the read that follows
-    fails with its own, transient error.
+    One ``Range: bytes=0-0`` GET, retried like a HEAD. Without it, fsspec reports a silent server as a missing
+    file and a server that ignores ranges as unreadable bytes, and the month would be blamed on its file.
+
+    Raises:
+        SourceRangeUnsupported: the server answered 200 with the whole file instead of 206.
+        StorageUnavailable: the server did not answer (timeouts, refused connections, 5xx after the retries);
+            transient, and it names the URL.
     """
-    _check_ranges(url, None, network_timeout(timeout))
+    _check_ranges(url, None, network_timeout(timeout), attempts=max(1, attempts), backoff=backoff, strict=True)
 
 
 @dataclass(frozen=True)
@@ -110,31 +117,49 @@ class _Probe:
     accept_ranges: str | None = None
 
 
-def _head(url: str, key: str, timeout: float, *, attempts: int, backoff: float) -> _Probe:
-    """HEAD ``url`` up to ``attempts`` times; 5xx/408/429, timeouts and connection errors are retried."""
-    shown = display_uri(url)
-    reason, answered = "", False
+@dataclass(frozen=True)
+class _Answer:
+    """The outcome of one request after its retries: the final status, or why there was none."""
+
+    status: int  # the last HTTP status; 0 when the last attempt got no answer
+    headers: Any = None
+    reason: str = ""  # the last failure in words ("HTTP 503 Service Unavailable", "TimeoutError: timed out")
+    answered: bool = True  # any attempt got an HTTP answer
+    exhausted: bool = False  # every attempt failed in a way worth retrying
+
+
+def _ask(request: urllib.request.Request, timeout: float, *, attempts: int, backoff: float) -> _Answer:
+    """Send ``request`` up to ``attempts`` times; 5xx/408/429, timeouts and connection errors are retried."""
+    status, reason, answered = 0, "", False
     for attempt in range(attempts):
         if attempt:
             _sleep_backoff(backoff, attempt)
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
-                headers = response.headers
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return _Answer(response.status, response.headers)
         except urllib.error.HTTPError as exc:
-            answered = True
-            if exc.code in _HTTP_NOT_PUBLISHED:
-                return _Probe(key, url, skipped=_not_published(url, exc.code))
-            reason = f"HTTP {exc.code} {exc.reason}"
+            status, reason, answered = exc.code, f"HTTP {exc.code} {exc.reason}", True
             if not (exc.code >= 500 or exc.code in (408, 429)):
-                return _Probe(key, url, unavailable=f"HEAD {shown} answered {reason}")
-            continue
+                return _Answer(status, exc.headers, reason)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            status = 0
             reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
-            continue
-        return _Probe(key, url, file=_http_file(url, key, headers), accept_ranges=headers.get("Accept-Ranges"))
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''} of up to {timeout:g} s"
-    return _Probe(key, url, unavailable=f"HEAD {shown}: {reason} ({tries})", answered=answered)
+    return _Answer(status, None, f"{reason} ({tries})", answered=answered, exhausted=True)
+
+
+def _head(url: str, key: str, timeout: float, *, attempts: int, backoff: float) -> _Probe:
+    """HEAD ``url``: a file, "not published", or unavailable with the last error."""
+    answer = _ask(urllib.request.Request(url, method="HEAD"), timeout, attempts=attempts, backoff=backoff)
+    if answer.exhausted:
+        return _Probe(key, url, unavailable=f"HEAD {display_uri(url)}: {answer.reason}", answered=answer.answered)
+    if answer.status in _HTTP_NOT_PUBLISHED:
+        return _Probe(key, url, skipped=_not_published(url, answer.status))
+    if answer.status >= 400:
+        return _Probe(key, url, unavailable=f"HEAD {display_uri(url)} answered {answer.reason}")
+    headers = answer.headers
+    return _Probe(key, url, file=_http_file(url, key, headers), accept_ranges=headers.get("Accept-Ranges"))
 
 
 def _not_published(url: str, code: int) -> SkippedFile:
@@ -157,21 +182,27 @@ def _http_file(url: str, key: str, headers: Any) -> SourceFile:
     return SourceFile(key, url, size, fingerprint, modified)
 
 
-def _check_ranges(url: str, accept_ranges: str | None, timeout: float) -> None:
-    """Trust the HEAD's ``Accept-Ranges`` (``bytes`` or ``none``); otherwise ask for one byte, require 206."""
+def _check_ranges(
+    url: str, accept_ranges: str | None, timeout: float, *, attempts: int, backoff: float, strict: bool
+) -> None:
+    """Trust the HEAD's ``Accept-Ranges`` (``bytes`` or ``none``); otherwise ask for one byte, require 206.
+
+    ``strict``: a server that does not answer raises ``StorageUnavailable``; otherwise it is not judged here.
+    Other answers (a 404: the file went since it was listed) are left to the read that follows.
+    """
     said = (accept_ranges or "").strip().lower()
     if said == "bytes":
         return
     if said == "none":
         raise SourceRangeUnsupported(display_uri(url), "its HEAD answered Accept-Ranges: none")
     request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = response.status
-    except (urllib.error.URLError, TimeoutError, OSError):
-        return  # no answer is not an answer about ranges: the read itself will fail, transiently
-    if status != 206:
-        evidence = f"a GET for bytes=0-0 answered {status} instead of 206 Partial Content"
+    answer = _ask(request, timeout, attempts=attempts, backoff=backoff)
+    if answer.exhausted:
+        if strict:
+            raise StorageUnavailable(display_uri(url), "", f"GET bytes=0-0: {answer.reason}")
+        return
+    if answer.status == 200:
+        evidence = "a GET for bytes=0-0 answered 200 instead of 206 Partial Content"
         raise SourceRangeUnsupported(display_uri(url), evidence)
 
 

@@ -240,7 +240,7 @@ def _judge(
 
 
 def _gone(paths: Sequence[str], show: int = 3) -> str:
-    """ "data files referenced by the log are gone: a, b, c (+N more)", or "" for none."""
+    """The reason for lost data files, naming the first ``show`` of them; "" for none."""
     if not paths:
         return ""
     names = ", ".join(paths[:show]) + (f" (+{len(paths) - show} more)" if len(paths) > show else "")

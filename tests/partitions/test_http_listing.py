@@ -8,7 +8,13 @@ import pytest
 from network_cases import FileServer, black_hole
 from partitions_cases import month_rows
 
-from partitions.errors import PartitionUnavailable, SourceListingError, SourceRangeUnsupported, Transient
+from partitions.errors import (
+    PartitionUnavailable,
+    SourceListingError,
+    SourceRangeUnsupported,
+    StorageUnavailable,
+    Transient,
+)
 from partitions.http_listing import list_http
 from partitions.keys import MonthlyPartitions, month_range
 from partitions.listing import filesystem_for, list_source, open_input
@@ -152,3 +158,24 @@ def test_a_server_with_ranges_is_read_through_filesystem_for(site):
     assert head == b"PAR1"
     assert listed == [("HEAD", "/events_2019-02.parquet", None)], "Accept-Ranges: bytes on the HEAD: no GET probe"
     assert ("GET", "/events_2019-02.parquet", "bytes=0-0") in server.requests, "opening a file checks ranges"
+
+
+def test_opening_a_file_on_a_silent_server_is_a_named_transient_error_not_a_missing_file():
+    with black_hole() as endpoint:
+        for opener in (filesystem_for, open_input):
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match=r"GET bytes=0-0: TimeoutError") as caught:
+                opener(f"{endpoint}/events_2019-02.parquet", timeout=0.3)
+            assert time.monotonic() - started < 60
+            assert isinstance(caught.value, Transient)
+            assert caught.value.table_uri == f"{endpoint}/events_2019-02.parquet"
+
+
+def test_opening_retries_a_server_error_then_reads(site):
+    with FileServer(site) as server:
+        server.script["2019-02"] = [503]
+        with open_input(server.url("events_2019-02.parquet"), timeout=2) as handle:
+            assert handle.read(4) == b"PAR1"
+    probes = [r for r in server.requests if r[2] == "bytes=0-0"]
+    assert probes == [("GET", "/events_2019-02.parquet", "bytes=0-0")] * 2, "the probe got the 503, then 206"
+    assert server.requests[:2] == probes
