@@ -82,16 +82,16 @@ def test_listing_s3_through_a_silent_endpoint_fails_with_a_named_transient_error
     with black_hole() as endpoint:
         started = time.monotonic()
         with pytest.raises(SourceListingError) as caught:
-            list_source("s3://bucket/src", EVENTS, storage_options=options(endpoint), timeout=0.5)
+            list_source("s3://bucket/src", EVENTS, storage_options=options(endpoint), timeout=0.3)
         elapsed = time.monotonic() - started
     assert isinstance(caught.value, Transient)
-    assert caught.value.detail == "ReadTimeoutError after 3 attempts of up to 0.5 s"
+    assert caught.value.detail == "ReadTimeoutError after 3 attempts of up to 0.3 s"
     assert "test-secret" not in str(caught.value)
     assert elapsed < BOUND
 
 
 def test_reading_a_log_and_opening_a_table_through_a_silent_endpoint_fail_named(monkeypatch):
-    monkeypatch.setenv(NETWORK_TIMEOUT_ENV, "0.5")  # the environment configures what takes no argument
+    monkeypatch.setenv(NETWORK_TIMEOUT_ENV, "0.3")  # the environment configures what takes no argument
     with black_hole() as endpoint:
         for call in (
             lambda: read_records("s3://bucket/table", storage_options=options(endpoint)),
