@@ -8,7 +8,7 @@ rotating order, each variant runs as a whole process while this script samples t
   (a) ``taxi-assets materialize``: read, cast, rules, both Delta commits, the month's ``daily_summary`` (summed
       as the month streams, committed after ``trips``), then the DuckDB checks;
   (w) the same without the checks (``steps.materialize_month`` after the same plan, in its own process), to
-      show what the streaming write costs apart from ``taxi_assets.verify``;
+      show what the streaming write costs apart from ``taxi_assets.checks.verify``;
   (b) the seed: ``dask.dataframe.read_parquet -> astype`` (float32 money, int32 ints, categorical Y/N flags)
       ``-> to_parquet`` on a 2-worker ``LocalCluster`` (as in coiled/coiled-from-prefect ``flows/coiled_flow.py``);
   (c) the hardware reference: ``pq.read_table`` then ``pq.write_table`` of the file, no casts;
@@ -190,8 +190,8 @@ def seed_rewrite(source: str, target: str) -> None:
 
 def write_only(source_dir: str, sink: str, month: str) -> None:
     """``taxi-assets materialize`` minus the DuckDB checks: ``steps.materialize_month`` after the same plan."""
+    from taxi_assets.assets.trips import materialize_month, new_run_id, plan_months
     from taxi_assets.settings import Settings
-    from taxi_assets.steps import materialize_month, new_run_id, plan_months
 
     cfg = Settings.resolve(source=source_dir, sink=sink)
     plan = plan_months(cfg, partitions=[month])

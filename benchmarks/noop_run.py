@@ -9,7 +9,7 @@ This script builds a warehouse where every month is fresh, then times, each in a
   (what an unconfigured ``python -c`` or an old-style cron job pays);
 - ``flow-warm``: ``fhvhv_pipeline()`` in this process against an already running API (what a deployment's
   flow body costs once its process is up);
-- ``import-flows``: ``import taxi_assets.flows`` in a fresh process (Prefect, Dask and the data stack).
+- ``import-flows``: ``import taxi_assets.orchestration.flows`` in a fresh process (Prefect, Dask and the data stack).
 
 Usage: ``.venv/bin/python benchmarks/noop_run.py [--months 6] [--rows 2000] [--repeat 3] [--json]``
 """
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from taxi_assets.daily_summary import materialize_daily_summary, stale_summary_months
+from taxi_assets.assets.daily_summary import materialize_daily_summary, stale_summary_months
+from taxi_assets.assets.trips import plan_months, run_month
 from taxi_assets.settings import Settings
-from taxi_assets.steps import plan_months, run_month
 from taxi_assets.synth import write_month_file
 
 BIN = Path(sys.executable).parent
@@ -82,18 +82,20 @@ def main() -> None:
         TAXI_ASSETS_SOURCE=cfg.source,
         TAXI_ASSETS_SINK=cfg.sink,
     )
-    flow_call = "from taxi_assets.flows import fhvhv_pipeline as f; s = f(); assert s['cluster'] is None"
+    flow_call = "from taxi_assets.orchestration.flows import fhvhv_pipeline as f; s = f(); assert s['cluster'] is None"
     figures: dict[str, list[float]] = {
         "plan": timed(lambda: plan_months(cfg), args.repeat),
         "cli-run": timed(fresh_process([str(BIN / "taxi-assets"), "run", "--json"], env), args.repeat),
         "flow-ephemeral": timed(fresh_process([sys.executable, "-c", flow_call], env), args.repeat),
-        "import-flows": timed(fresh_process([sys.executable, "-c", "import taxi_assets.flows"], env), args.repeat),
+        "import-flows": timed(
+            fresh_process([sys.executable, "-c", "import taxi_assets.orchestration.flows"], env), args.repeat
+        ),
     }
 
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     from prefect.testing.utilities import prefect_test_harness
 
-    from taxi_assets.flows import fhvhv_pipeline
+    from taxi_assets.orchestration.flows import fhvhv_pipeline
 
     with prefect_test_harness(server_startup_timeout=120):
         fhvhv_pipeline(source=cfg.source, sink=cfg.sink)  # first call registers the flow

@@ -32,7 +32,7 @@ from reliability_cases import MONTH, published_month, rows_counter  # noqa: E402
 
 from partitions.source import SourceFile  # noqa: E402
 from taxi_assets.errors import SourceRejected  # noqa: E402
-from taxi_assets.reader import MonthReader  # noqa: E402
+from taxi_assets.io.reader import MonthReader  # noqa: E402
 
 
 class Collector:

@@ -1,3 +1,3 @@
-from taxi_assets.cli import main
+from taxi_assets.cli.main import main
 
 raise SystemExit(main())

@@ -53,7 +53,7 @@ class SourceSchemaMismatch(SourceRejected):
 
     def __init__(self, partition: str, path: str, column: str, found: str, expected: str = "") -> None:
         problem = f"column {column!r} is {found}" + (f", expected {expected}" if expected else "")
-        remedy = "add the cast to taxi_assets.schema if it is safe, else report the file upstream"
+        remedy = "add the cast to taxi_assets.model.schema if it is safe, else report the file upstream"
         SourceRejected.__init__(self, partition, path, problem, remedy)
         self.args = (partition, path, column, found, expected)
         self.column, self.found, self.expected = column, found, expected

@@ -1,5 +1,6 @@
 """Synthetic NYC TLC FHVHV monthly files: published schemas per era, realistic values, known faults."""
 
+from taxi_assets.model.zones import zone_lookup
 from taxi_assets.synth.anomalies import A17_RULES, REALISTIC_RATES, AnomalyMode
 from taxi_assets.synth.eras import (
     Era,
@@ -12,7 +13,6 @@ from taxi_assets.synth.eras import (
 from taxi_assets.synth.generate import MonthChunk, day_row_counts, generate_month, iter_month_chunks
 from taxi_assets.synth.layouts import row_group_sizes
 from taxi_assets.synth.writer import LayoutOption, SynthFile, write_month_file, write_months
-from taxi_assets.synth.zones import zone_lookup
 
 __all__ = [
     "A17_RULES",

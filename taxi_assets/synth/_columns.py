@@ -12,14 +12,12 @@ from typing import Final
 
 import numpy as np
 
+from taxi_assets.model.zones import OUTSIDE_NYC_ZONE, UNKNOWN_ZONE, ZONE_COUNT
 from taxi_assets.synth import _params as p
 from taxi_assets.synth.zones import (
     AIRPORT_ZONE_IDS,
     BOROUGHS,
     NEWARK_ZONE,
-    OUTSIDE_NYC_ZONE,
-    UNKNOWN_ZONE,
-    ZONE_COUNT,
     borough_codes,
     cbd_zone_ids,
     manhattan_yellow_zone_ids,

@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from taxi_assets.model.zones import OUTSIDE_NYC_ZONE, UNKNOWN_ZONE
 from taxi_assets.synth import _params as p
 from taxi_assets.synth._columns import draw_on_scene, draw_requests, draw_trips, draw_waits, draw_zones
 from taxi_assets.synth._inject import inject
@@ -28,7 +29,6 @@ from taxi_assets.synth.anomalies import (
     draw_categories,
 )
 from taxi_assets.synth.eras import month_bounds, parse_month
-from taxi_assets.synth.zones import OUTSIDE_NYC_ZONE, UNKNOWN_ZONE
 
 DAY, HOUR = 86_400, 3_600
 WEEKEND_DAY_WEIGHT: Final = 1.1  # spec 7.3.4

@@ -14,13 +14,9 @@ from types import MappingProxyType
 from typing import Final
 
 import numpy as np
-import pyarrow as pa
 
-from taxi_assets.synth._zone_data import ZONE_ROWS
+from taxi_assets.model.zones import ZONE_COUNT, _rows
 
-ZONE_COUNT: Final = 265
-UNKNOWN_ZONE: Final = 264
-OUTSIDE_NYC_ZONE: Final = 265
 NEWARK_ZONE: Final = 1
 AIRPORT_ZONE_IDS: Final = frozenset({NEWARK_ZONE, 132, 138})  # EWR, JFK, LaGuardia: the airport fee ends
 # Sampling boroughs, in a fixed order: index = borough code used by the generator.
@@ -39,28 +35,6 @@ ZONE_POPULARITY_HEAD: Final = MappingProxyType(
     }
 )
 _POPULARITY_SEED: Final = 20190201  # fixed: the zone order is part of the generator, not of a run
-
-
-@cache
-def _rows() -> tuple[tuple[int, str, str, str], ...]:
-    parsed = []
-    for line in ZONE_ROWS.strip().splitlines():
-        location_id, borough, zone, service_zone = line.split("|")
-        parsed.append((int(location_id), borough, zone, service_zone))
-    return tuple(parsed)
-
-
-def zone_lookup() -> pa.Table:
-    """The lookup table with the CSV's header and rows; strings are never nulls, "N/A" stays text."""
-    rows = _rows()
-    return pa.table(
-        {
-            "LocationID": pa.array([r[0] for r in rows], pa.int32()),
-            "Borough": pa.array([r[1] for r in rows], pa.string()),
-            "Zone": pa.array([r[2] for r in rows], pa.string()),
-            "service_zone": pa.array([r[3] for r in rows], pa.string()),
-        }
-    )
 
 
 @cache

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from s3_proxy import Proxy
 
-from taxi_assets import reader, sink, steps
-from taxi_assets._write import WriteLayout
+from taxi_assets.assets import trips as steps
+from taxi_assets.io import reader, sink
+from taxi_assets.io.parquet_files import WriteLayout
 
 # A few hundred rows still stream as several batches into several data files, so a failure part-way
 # through a month really has files behind it.

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from partitions.errors import PartitionsError
-from taxi_assets import reader, sink, steps
-from taxi_assets._write import WriteLayout
+from taxi_assets.assets import trips as steps
 from taxi_assets.errors import TaxiAssetsError
+from taxi_assets.io import reader, sink
+from taxi_assets.io.parquet_files import WriteLayout
 from taxi_assets.settings import Settings
 
 POINTS = ("reading", "files_written", "between_commits", "after_trips_commit", "none")

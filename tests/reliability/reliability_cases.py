@@ -24,10 +24,10 @@ from deltalake import DeltaTable
 
 from partitions._storage import fsspec_for
 from partitions.delta_log import LOG_DIR
-from taxi_assets.cli import main as cli_main
-from taxi_assets.schema import PARTITION_COLUMN
+from taxi_assets.assets.trips import MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.cli.main import main as cli_main
+from taxi_assets.model.schema import PARTITION_COLUMN
 from taxi_assets.settings import S3Credentials, Settings
-from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
 from taxi_assets.synth import generate_month
 from taxi_assets.synth.writer import file_name
 

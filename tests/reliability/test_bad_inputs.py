@@ -41,12 +41,12 @@ from reliability_cases import (
 
 from partitions.delta_log import read_records
 from partitions.errors import DuplicatePartitionSource
-from taxi_assets.casts import conform, plan_columns
-from taxi_assets.cleaning import RULES
-from taxi_assets.cli import main as cli_main
+from taxi_assets.assets.trips import plan_months
+from taxi_assets.cli.main import main as cli_main
 from taxi_assets.errors import SourceRejected, SourceSchemaMismatch, UnreadableSource
-from taxi_assets.schema import trips_schema
-from taxi_assets.steps import plan_months
+from taxi_assets.model.casts import conform, plan_columns
+from taxi_assets.model.cleaning import RULES
+from taxi_assets.model.schema import trips_schema
 from taxi_assets.synth import write_month_file
 from taxi_assets.synth.writer import TRUTH_DIR, file_name, truth_file_name
 

@@ -35,9 +35,9 @@ from reliability_cases import (
 )
 
 from partitions.overwrite import app_id
-from taxi_assets.schema import PARTITION_COLUMN
+from taxi_assets.checks.verify import count_month
+from taxi_assets.model.schema import PARTITION_COLUMN
 from taxi_assets.settings import Settings
-from taxi_assets.verify import count_month
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import pytest
 from reliability_cases import MONTH, OTHER, local_settings, published_month, status, write_file
 
 from taxi_assets.errors import PartitionsFailed
-from taxi_assets.flows import fhvhv_pipeline
+from taxi_assets.orchestration.flows import fhvhv_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

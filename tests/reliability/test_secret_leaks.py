@@ -42,13 +42,13 @@ from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from partitions.storage_errors import open_table
+from taxi_assets.assets.trips import materialize_month, plan_months
+from taxi_assets.checks.verify import count_month
 from taxi_assets.errors import UnreadableSource
-from taxi_assets.reader import MonthReader
-from taxi_assets.schema import PARTITION_COLUMN, trips_schema
+from taxi_assets.io.reader import MonthReader
+from taxi_assets.io.sources import list_months
+from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sources import list_months
-from taxi_assets.steps import materialize_month, plan_months
-from taxi_assets.verify import count_month
 
 pytestmark = pytest.mark.integration
 

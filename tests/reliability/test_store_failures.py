@@ -28,11 +28,11 @@ from partitions.overwrite import commit_files
 from partitions.records import MaterializationRecord
 from partitions.source import Listing
 from partitions.storage_errors import open_table
-from taxi_assets.cli import main as cli_main
-from taxi_assets.schema import PARTITION_COLUMN, trips_schema
+from taxi_assets.assets.trips import materialize_month, new_run_id, plan_months
+from taxi_assets.cli.main import main as cli_main
+from taxi_assets.io.sources import list_months
+from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sources import list_months
-from taxi_assets.steps import materialize_month, new_run_id, plan_months
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +177,7 @@ def test_a_refused_upload_fails_the_month_from_the_writer_and_commits_nothing(s3
     assert proxy.stats()["faults"].get("deny", 0) >= 1
     assert (exc.uri, exc.partition) == (cfg.trips_uri, MONTH)
     frames = traceback.extract_tb(exc.__traceback__)
-    assert any(f.filename.endswith("_write.py") for f in frames), "named where the upload happens"
+    assert any(f.filename.endswith("parquet_files.py") for f in frames), "named where the upload happens"
     assert isinstance(exc.__cause__, OSError)
     assert "AWS Error" in str(exc.__cause__)
     proxy.up()

@@ -31,9 +31,9 @@ from partitions import _storage
 from partitions.errors import StorageUnavailable, Transient
 from partitions.overwrite import app_id
 from partitions.storage_errors import open_table
+from taxi_assets.assets.trips import MonthResult, materialize_month, new_run_id, plan_months, verify_month
 from taxi_assets.errors import SourceUnavailable
 from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, verify_month
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("small_batches")]
 
@@ -180,7 +180,7 @@ def test_a_fault_is_ridden_out_or_fails_the_month_cleanly(cfg, proxy, fault, fig
         if fault.upload_fails:  # raised where the upload happens (FileSeries), naming the table and the month
             assert isinstance(error, StorageUnavailable)
             assert (error.table_uri, error.partition) == (cfg.trips_uri, month)
-            assert any(f.filename.endswith("_write.py") for f in traceback.extract_tb(error.__traceback__))
+            assert any(f.filename.endswith("parquet_files.py") for f in traceback.extract_tb(error.__traceback__))
             assert snapshot(cfg, month) == before, "the files started were deleted"
             assert len(log(cfg, "trips")) == trips_log, "nothing committed, no failure recorded"
         if run_id in [c.run_id for c in successes(cfg, "trips", month)]:

@@ -16,12 +16,13 @@ from deltalake import DeltaTable
 from partitions.overwrite import overwrite_partition
 from partitions.records import MaterializationRecord
 from taxi_assets import duckdb_connect
-from taxi_assets.analytics import delta_schemas, open_connection, partitions_schema, query, register_table
-from taxi_assets.cli import main
+from taxi_assets.analysts.queries import EXAMPLES
+from taxi_assets.analysts.views import delta_schemas, partitions_schema, query
+from taxi_assets.assets.trips import MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.cli.main import main
 from taxi_assets.errors import QueryFailed
-from taxi_assets.queries import EXAMPLES
+from taxi_assets.io.duckdb import open_connection, register_table
 from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, new_run_id, plan_months, run_month
 from taxi_assets.synth import write_month_file
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "analysts.md"

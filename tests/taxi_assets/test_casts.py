@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pytest
 from month_builders import set_column, valid_month, with_values
 
-from taxi_assets.casts import conform, plan_columns, repeat_string
 from taxi_assets.errors import SourceSchemaMismatch
-from taxi_assets.schema import COLUMN_NAMES, trips_batch_schema, trips_schema
+from taxi_assets.model.casts import conform, plan_columns, repeat_string
+from taxi_assets.model.schema import COLUMN_NAMES, trips_batch_schema, trips_schema
 from taxi_assets.synth import month_schema
 
 PATH = "mem://fhvhv_tripdata_test.parquet"
@@ -175,7 +175,7 @@ def test_a_missing_column_rejects_the_month_with_a_named_picklable_error(column)
         plan_columns(table.schema, partition="2022-06", path=PATH)
     error = info.value
     assert (error.partition, error.path, error.column, error.found) == ("2022-06", PATH, column, "missing")
-    assert "taxi_assets.schema" in str(error)  # the next step
+    assert "taxi_assets.model.schema" in str(error)  # the next step
     again = pickle.loads(pickle.dumps(error))
     assert (again.partition, again.column, str(again)) == (error.partition, error.column, str(error))
 

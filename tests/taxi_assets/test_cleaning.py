@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 import pytest
 from month_builders import valid_month, with_values
 
-from taxi_assets.casts import conform, plan_columns
-from taxi_assets.cleaning import RULE_NAMES, RULES, Rule, context_for, split
-from taxi_assets.schema import quarantine_schema, trips_schema
+from taxi_assets.model.casts import conform, plan_columns
+from taxi_assets.model.cleaning import RULE_NAMES, RULES, Rule, context_for, split
+from taxi_assets.model.schema import quarantine_schema, trips_schema
 from taxi_assets.synth import generate_month
 
 MONTH = "2022-06"

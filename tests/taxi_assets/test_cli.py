@@ -10,8 +10,8 @@ import sys
 import pytest
 from builders import table_version, write_months
 
-from taxi_assets.cli import main
-from taxi_assets.daily_summary import stale_summary_months, summary_uri
+from taxi_assets.assets.daily_summary import stale_summary_months, summary_uri
+from taxi_assets.cli.main import main
 from taxi_assets.settings import Settings
 
 REQUIRED_KEYS = {"partition", "state", "reason", "source_fingerprint", "recorded_fingerprint", "rows"}
@@ -64,7 +64,7 @@ def test_materialize_then_status_then_noop_run(dirs, capsys, monkeypatch):
     assert summary["daily_summary"] == []
     # ... and no Prefect: a fresh process that runs the same no-op `run` never imports it
     probe = (
-        "import sys; from taxi_assets.cli import main; code = main(['run']); "
+        "import sys; from taxi_assets.cli.main import main; code = main(['run']); "
         "assert code == 0, code; assert 'prefect' not in sys.modules, 'the no-op run imported Prefect'"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
@@ -135,7 +135,7 @@ def test_synth_writes_month_files_and_every_command_has_help(tmp_path):
 
 
 def test_the_demos_closing_hint_names_a_sink_that_still_exists():
-    from taxi_assets.demo import next_hint
+    from taxi_assets.cli.demo import next_hint
 
     local = Settings.resolve(source="data/source", sink="data/warehouse", env={})
     assert next_hint(local, throwaway=False).startswith(f"Next: taxi-assets sql --sink {local.sink} ")

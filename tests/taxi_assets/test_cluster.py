@@ -18,8 +18,9 @@ import yaml
 from distributed import Client, LocalCluster
 from distributed.core import Status
 
-from taxi_assets import cluster as cluster_mod
-from taxi_assets.cluster import (
+from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.orchestration import cluster as cluster_mod
+from taxi_assets.orchestration.cluster import (
     COILED_TOKEN_ENV,
     ClusterSpec,
     GiB,
@@ -33,7 +34,6 @@ from taxi_assets.cluster import (
     start_cluster,
     task_runner_for,
 )
-from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
 from taxi_assets.settings import CoiledOptions, Settings, SpotPolicy
 
 MiB = 1 << 20

@@ -19,7 +19,7 @@ from taxi_assets.errors import CoiledTokenMissing
 # Runs the CLI's main() and reports, as the last line of stdout, what the process imported on the way.
 PROBE = """
 import sys
-from taxi_assets.cli import main
+from taxi_assets.cli.main import main
 code = main(sys.argv[1:])
 print(f"probe: prefect={'prefect' in sys.modules} coiled={'coiled' in sys.modules}")
 raise SystemExit(code)
@@ -74,7 +74,7 @@ def test_the_preflight_imports_neither_prefect_nor_coiled(tmp_path: Path) -> Non
     probe = (
         "import sys, time\n"
         "t0 = time.perf_counter()\n"
-        "from taxi_assets.cluster import preflight_coiled\n"
+        "from taxi_assets.orchestration.cluster import preflight_coiled\n"
         "from taxi_assets.errors import CoiledTokenMissing\n"
         "from taxi_assets.settings import Settings\n"
         "t1 = time.perf_counter()\n"

@@ -16,19 +16,15 @@ from month_builders import valid_month, with_values, write_source
 
 from partitions.records import MaterializationRecord
 from partitions.staleness import PartitionState
-from taxi_assets import daily_summary
-from taxi_assets._write import WriteLayout
-from taxi_assets.daily_summary import (
-    StreamSummary,
-    materialize_daily_summary,
-    plan_daily_summary,
-    summary_schema,
-    summary_uri,
-)
+from taxi_assets.assets import daily_summary
+from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, summary_uri
+from taxi_assets.assets.trips import materialize_month, plan_months
 from taxi_assets.errors import ConfigurationError
+from taxi_assets.io.parquet_files import WriteLayout
+from taxi_assets.io.sink import write_month
+from taxi_assets.model import daily_aggregation
+from taxi_assets.model.daily_aggregation import StreamSummary, summary_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import write_month
-from taxi_assets.steps import materialize_month, plan_months
 
 LAYOUT = WriteLayout(rows_per_group=2_000, groups_per_file=2)
 
@@ -120,7 +116,7 @@ def test_a_new_summary_version_replans_every_month(tmp_path, monkeypatch):
     cfg = settings(tmp_path)
     load_trips(cfg, "2022-04", valid_month("2022-04", 500), "trips-1")
     materialize_daily_summary("2022-04", cfg, run_id="sum-1")
-    monkeypatch.setattr(daily_summary, "SUMMARY_VERSION", "daily-summary-test")
+    monkeypatch.setattr(daily_aggregation, "SUMMARY_VERSION", "daily-summary-test")
     assert states(cfg) == {"2022-04": PartitionState.CODE_CHANGED}
 
 
@@ -184,7 +180,7 @@ def test_many_batches_merge_into_the_summary_of_one(monkeypatch):
     with StreamSummary("2022-04") as whole:
         whole.add(month, keep)
         expected = whole.result()
-    monkeypatch.setattr(daily_summary, "MAX_PARTIALS", 3)  # merged every third batch
+    monkeypatch.setattr(daily_aggregation, "MAX_PARTIALS", 3)  # merged every third batch
     with StreamSummary("2022-04") as pieces:
         for offset in range(0, 2_000, 100):
             pieces.add(month.slice(offset, 100), keep.slice(offset, 100))

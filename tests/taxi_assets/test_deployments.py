@@ -39,7 +39,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_server import REPO, PrefectServer, prefect_server
 
-from taxi_assets.flows import fhvhv_pipeline
+from taxi_assets.orchestration.flows import fhvhv_pipeline
 from taxi_assets.synth import write_month_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
@@ -93,7 +93,7 @@ def test_deployments_as_the_server_reports_them(deployed: PrefectServer) -> None
         weekly = client.read_deployment_by_name(f"{FLOW}/fhvhv-weekly")
         backfill = client.read_deployment_by_name(f"{FLOW}/fhvhv-backfill")
 
-    assert weekly.entrypoint == backfill.entrypoint == "taxi_assets/flows.py:fhvhv_pipeline"
+    assert weekly.entrypoint == backfill.entrypoint == "taxi_assets/orchestration/flows.py:fhvhv_pipeline"
     assert weekly.work_pool_name == backfill.work_pool_name == POOL
     assert weekly.parameters == {"intent": ""}
     assert backfill.parameters == {"intent": "", "partitions": []}

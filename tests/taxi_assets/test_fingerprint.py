@@ -18,12 +18,12 @@ from month_builders import valid_month, with_values, write_source
 from partitions.delta_log import read_records
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
-from taxi_assets._write import WriteLayout
-from taxi_assets.analytics import open_connection, register_table
-from taxi_assets.fingerprint import IDENTITY, METHOD, RowsFingerprint, StreamFingerprint, fingerprint_sql
-from taxi_assets.schema import COLUMN_NAMES, PARTITION_COLUMN, REQUIRED, trips_batch_schema, trips_schema
+from taxi_assets.io.duckdb import open_connection, register_table
+from taxi_assets.io.parquet_files import WriteLayout
+from taxi_assets.io.sink import ROWS_FINGERPRINT, Written, write_month
+from taxi_assets.model.row_digest import IDENTITY, METHOD, RowsFingerprint, StreamFingerprint, fingerprint_sql
+from taxi_assets.model.schema import COLUMN_NAMES, PARTITION_COLUMN, REQUIRED, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import ROWS_FINGERPRINT, Written, write_month
 from taxi_assets.synth import write_month_file
 
 SMALL = WriteLayout(rows_per_group=700, groups_per_file=2, lanes=2)

@@ -30,14 +30,15 @@ from prefect.testing.utilities import prefect_test_harness
 
 from partitions.errors import InvalidPartitionKey
 from partitions.staleness import PartitionState
-from taxi_assets import cluster as cluster_mod
-from taxi_assets import daily_summary
+from taxi_assets.assets import daily_summary
+from taxi_assets.assets.trips import plan_months, run_month
+from taxi_assets.checks.store import CHECK_NAMES
 from taxi_assets.errors import ConfigurationError
-from taxi_assets.flows import asset_key, fhvhv_pipeline, month_limit, retry_if_transient
+from taxi_assets.model import daily_aggregation
+from taxi_assets.orchestration import cluster as cluster_mod
+from taxi_assets.orchestration.flows import asset_key, fhvhv_pipeline, month_limit, retry_if_transient
 from taxi_assets.settings import Settings
-from taxi_assets.steps import plan_months, run_month
 from taxi_assets.synth import write_month_file
-from taxi_assets.verify import CHECK_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +162,7 @@ def test_stale_summaries_alone_are_rebuilt_in_the_flow_without_a_cluster_or_a_tr
     assert "daily_summary rebuilt: 2019-02, 2019-03" in str(artifacts_of(state.state_details.flow_run_id))
     built = table_version(cfg, daily_summary.TABLE)
 
-    monkeypatch.setattr(daily_summary, "SUMMARY_VERSION", "daily-summary-test-bump")  # a new summary code version
+    monkeypatch.setattr(daily_aggregation, "SUMMARY_VERSION", "daily-summary-test-bump")  # a new summary code version
     assert daily_summary.stale_summary_months(cfg) == months
     summary = run(cfg)
     assert summary["stale"] == []

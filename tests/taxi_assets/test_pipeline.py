@@ -8,9 +8,9 @@ import pytest
 from builders import local_settings, month_rows, table_version, write_months
 
 from partitions.staleness import PartitionState
-from taxi_assets.flows import fhvhv_pipeline
+from taxi_assets.assets.trips import plan_months
+from taxi_assets.orchestration.flows import fhvhv_pipeline
 from taxi_assets.settings import Settings
-from taxi_assets.steps import plan_months
 from taxi_assets.synth import write_month_file
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import pytest
 from month_builders import set_column, valid_month, write_source
 
 from partitions.source import SourceFile
-from taxi_assets.casts import conform, plan_columns
 from taxi_assets.errors import SourceSchemaMismatch, UnreadableSource
-from taxi_assets.reader import MonthReader
-from taxi_assets.schema import quarantine_schema, trips_batch_schema, trips_schema
+from taxi_assets.io.reader import MonthReader
+from taxi_assets.model.casts import conform, plan_columns
+from taxi_assets.model.schema import quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.synth import write_month_file
 
 KEEP_POOLS_ALIVE: list[pa.MemoryPool] = []

@@ -11,11 +11,11 @@ import pytest
 from builders import local_settings
 
 from partitions.errors import InvalidPartitionKey
-from taxi_assets.cli import main
-from taxi_assets.report import NOTEBOOK, render_report
-from taxi_assets.steps import new_run_id, plan_months, run_month
+from taxi_assets.analysts.report import NOTEBOOK, render_report
+from taxi_assets.assets.trips import new_run_id, plan_months, run_month
+from taxi_assets.checks.store import CheckResult, record_checks
+from taxi_assets.cli.main import main
 from taxi_assets.synth import write_month_file
-from taxi_assets.verify import CheckResult, record_checks
 
 
 @pytest.mark.slow
@@ -74,9 +74,9 @@ def test_the_notebook_is_stored_without_outputs_and_takes_only_sink_and_months()
     (params,) = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert re.findall(r"^(\w+) =", params.source, flags=re.MULTILINE) == ["sink", "months"]
     body = "\n".join(c.source for c in code)
-    assert "from taxi_assets.analytics import duckdb_connect" in body
+    assert "from taxi_assets.analysts.views import duckdb_connect" in body
     assert "AWS_" not in body.replace("AWS_* variables", "")  # credentials come from the kernel's environment
 
 
 def test_the_notebook_lives_where_render_report_looks():
-    assert NOTEBOOK == Path(__file__).resolve().parents[2] / "notebooks" / "quality_report.ipynb"
+    assert NOTEBOOK == Path(__file__).resolve().parents[2] / "taxi_assets" / "analysts" / "quality_report.ipynb"

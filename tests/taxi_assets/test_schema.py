@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from taxi_assets import schema
-from taxi_assets.code_version import trips_code_version
-from taxi_assets.schema import COLUMN_NAMES, COLUMNS, PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
+from taxi_assets.model import schema as schema
+from taxi_assets.model.code_version import trips_code_version
+from taxi_assets.model.schema import COLUMN_NAMES, COLUMNS, PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
 from taxi_assets.synth import month_schema
 
 
@@ -58,5 +58,5 @@ def test_money_type_is_justified_in_the_module_docstring():
 
 def test_schema_version_and_schema_text_are_part_of_the_code_version(monkeypatch):
     before = trips_code_version()
-    monkeypatch.setattr("taxi_assets.code_version.SCHEMA_VERSION", "fhvhv-schema-test")
+    monkeypatch.setattr("taxi_assets.model.code_version.SCHEMA_VERSION", "fhvhv-schema-test")
     assert trips_code_version() != before

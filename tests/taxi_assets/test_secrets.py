@@ -17,7 +17,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 from servers import S3Server
 
-from taxi_assets.flows import fhvhv_pipeline
+from taxi_assets.orchestration.flows import fhvhv_pipeline
 from taxi_assets.settings import S3Credentials, Settings
 from taxi_assets.synth import write_month_file
 

@@ -15,12 +15,12 @@ from month_builders import valid_month, with_values, write_source
 
 from partitions.delta_log import read_records
 from partitions.records import MaterializationRecord
-from taxi_assets._write import WriteLayout
-from taxi_assets._write_pool import GroupBuffer, PartitionWriter, Piece, materialize
 from taxi_assets.errors import UnreadableSource
-from taxi_assets.schema import PARTITION_COLUMN, trips_schema
+from taxi_assets.io.parquet_files import WriteLayout
+from taxi_assets.io.sink import write_month
+from taxi_assets.io.writer_pool import GroupBuffer, PartitionWriter, Piece, materialize
+from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import write_month
 
 SMALL = WriteLayout(rows_per_group=1_000, groups_per_file=3, lanes=2)
 MONTH = "2022-09"
@@ -161,7 +161,7 @@ def test_files_of_a_run_that_died_before_its_commit_are_invisible_and_vacuumed(t
     version = DeltaTable(cfg.trips_uri).version()
     batch = valid_month(MONTH, 1_000)
     orphan = PartitionWriter(cfg.trips_uri, trips_schema(), column=PARTITION_COLUMN, key=MONTH, lanes=1)
-    from taxi_assets.casts import conform, plan_columns
+    from taxi_assets.model.casts import conform, plan_columns
 
     plan = plan_columns(batch.schema, partition=MONTH, path="x")
     orphan.write(conform(batch.to_batches()[0], plan, partition=MONTH, path="x").batch)

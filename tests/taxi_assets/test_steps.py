@@ -9,9 +9,9 @@ import pytest
 from builders import local_settings, write_months
 
 from partitions.staleness import PartitionState
-from taxi_assets.analytics import duckdb_connect
+from taxi_assets.analysts.views import duckdb_connect
+from taxi_assets.assets.trips import _record_failed, materialize_month, new_run_id, plan_months, run_month, verify_month
 from taxi_assets.errors import CheckFailed
-from taxi_assets.steps import _record_failed, materialize_month, new_run_id, plan_months, run_month, verify_month
 
 
 def test_a_corrupted_expectation_fails_a_check_records_it_and_plans_the_month_failed(tmp_path):

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from taxi_assets.model.zones import zone_lookup
 from taxi_assets.synth import (
     A17_RULES,
     day_row_counts,
@@ -24,7 +25,6 @@ from taxi_assets.synth import (
     row_group_sizes,
     write_month_file,
     write_months,
-    zone_lookup,
 )
 from taxi_assets.synth._params import month_params
 from taxi_assets.synth.layouts import ARROW_MAX_ROW_GROUP

@@ -19,17 +19,20 @@ from deltalake import DeltaTable
 
 from partitions.overwrite import commit_files, overwrite_partition
 from partitions.records import MaterializationRecord
-from taxi_assets import _write, duckdb_connect, verify
-from taxi_assets._write import FileSeries, data_schema
-from taxi_assets.analytics import open_connection
-from taxi_assets.cleaning import PICKUP_TOLERANCE
+from taxi_assets import duckdb_connect
+from taxi_assets.assets.trips import MonthResult, materialize_month, new_run_id, plan_months, run_month, verify_month
+from taxi_assets.checks import verify
+from taxi_assets.checks.store import CHECK_NAMES, CheckResult, checks_recorded_by, record_checks
+from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import CheckFailed
-from taxi_assets.fingerprint import RowsFingerprint
-from taxi_assets.schema import REQUIRED, trips_schema
+from taxi_assets.io import parquet_files as _write
+from taxi_assets.io.duckdb import open_connection
+from taxi_assets.io.parquet_files import FileSeries, data_schema
+from taxi_assets.model.cleaning import PICKUP_TOLERANCE
+from taxi_assets.model.row_digest import RowsFingerprint
+from taxi_assets.model.schema import REQUIRED, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.steps import MonthResult, materialize_month, new_run_id, plan_months, run_month, verify_month
 from taxi_assets.synth import write_month_file
-from taxi_assets.verify import CHECK_NAMES, CheckResult, checks_recorded_by, record_checks, verify_month_checks
 
 MONTH = "2019-02"
 

@@ -3,7 +3,7 @@
 Parquet encoding is most of a month's rewrite and pyarrow encodes a row group on one thread, releasing the GIL
 while it does. So the reading thread (decode, cast, rules) only cuts the stream into row groups of exactly
 ``rows_per_group`` rows and deals them round robin to ``lanes`` writer threads; each lane owns a
-:class:`~taxi_assets._write.FileSeries`, so no file is shared between threads. Round robin (not "first free")
+:class:`~taxi_assets.io.parquet_files.FileSeries`, so no file is shared between threads. Round robin (not "first free")
 keeps the layout a function of the data: lane ``i`` gets groups ``i, i + lanes, ...``.
 
 Memory: a group holds a slot from its first row until its encoding ends, and there are ``max_groups`` slots, so
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.transaction import AddAction
 
-from taxi_assets._write import GROUPS_PER_FILE, ROW_GROUP_ROWS, FileSeries, data_schema
+from taxi_assets.io.parquet_files import GROUPS_PER_FILE, ROW_GROUP_ROWS, FileSeries, data_schema
 
 SLICE_BELOW: Final = 1_000  # keep rows as slices when at most 1 row in SLICE_BELOW is dropped
 

@@ -18,9 +18,9 @@ import pyarrow as pa
 from rich.table import Table
 
 from partitions.keys import parse_selection
-from taxi_assets.analytics import query
+from taxi_assets.analysts.views import query
+from taxi_assets.cli.render import console
 from taxi_assets.errors import ConfigurationError
-from taxi_assets.render import console
 from taxi_assets.settings import Settings
 
 FORMATS = ("table", "csv", "json")
@@ -62,7 +62,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     # Imported here, as cli.py does with Prefect: papermill and nbconvert cost seconds other commands skip.
-    from taxi_assets.report import render_report
+    from taxi_assets.analysts.report import render_report
 
     cfg = Settings.resolve(sink=args.sink)
     months = parse_selection(args.months) if args.months else None

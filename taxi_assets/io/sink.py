@@ -6,7 +6,7 @@ and a ``quarantine`` commit from a run that ``trips`` does not carry: the planne
 and the next run rebuilds it.
 
 The month streams through: the reader yields canonical, split batches; each table's
-:class:`~taxi_assets._write_pool.PartitionWriter` cuts them into 768 Ki-row groups and encodes them on writer
+:class:`~taxi_assets.io.writer_pool.PartitionWriter` cuts them into 768 Ki-row groups and encodes them on writer
 threads into parquet files under the table; only then are the files committed, one Delta commit per table
 (``partitions.overwrite.commit_files``, which retries the commit, never the write). An error before the
 first commit deletes the files started; a crash leaves unreferenced files that no reader sees and vacuum
@@ -25,12 +25,12 @@ import pyarrow as pa
 from partitions.overwrite import commit_files
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
-from taxi_assets._write import WriteLayout, recycling_memory_pool
-from taxi_assets._write_pool import PartitionWriter
-from taxi_assets.daily_summary import StreamSummary
-from taxi_assets.fingerprint import RowsFingerprint, StreamFingerprint
-from taxi_assets.reader import MonthReader
-from taxi_assets.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
+from taxi_assets.io.parquet_files import WriteLayout, recycling_memory_pool
+from taxi_assets.io.reader import MonthReader
+from taxi_assets.io.writer_pool import PartitionWriter
+from taxi_assets.model.daily_aggregation import StreamSummary
+from taxi_assets.model.row_digest import RowsFingerprint, StreamFingerprint
+from taxi_assets.model.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 
 DEFAULT_LAYOUT: Final = WriteLayout()
@@ -72,10 +72,10 @@ def write_month(
     ``record`` is the month's success record (run id, code version, source fingerprint); the row counts are
     filled in here, and ``now`` gives the ISO time stamped as ``finished_at`` on each commit. ``layout`` sets
     row groups, files and writer threads (tests shrink it; the default is what production writes). The clean
-    rows are fingerprinted as they go by (:mod:`taxi_assets.fingerprint`), so the checks can prove the commit
+    rows are fingerprinted as they go by (:mod:`taxi_assets.model.row_digest`), so the checks can prove the commit
     holds exactly those rows without reading the source again; the trips record keeps it as
     :data:`ROWS_FINGERPRINT`. They are also summed into the month's ``daily_summary`` rows
-    (:class:`~taxi_assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
+    (:class:`~taxi_assets.assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
     """
     month = source.partition
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ sizes a cluster from the stale months, starts it, runs ``fhvhv-materialize`` on 
 out. Each month task holds the month's global concurrency slot (``fhvhv-month-YYYY-MM``, limit 1), so two runs
 never write the same month at once, and reports itself as a Prefect asset materialization of the Delta tables.
 
-No business rule lives here: every task is one call into :mod:`taxi_assets.steps` or :mod:`taxi_assets.verify`.
+No business rule lives here: every task is one call into :mod:`taxi_assets.assets` or :mod:`taxi_assets.checks`.
 Flow parameters are plain strings and lists: credentials are resolved inside the flow body (environment or a
 Prefect block), so they never land in the Prefect database as parameters.
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import pyarrow.compute as pc
 from deltalake.exceptions import TableNotFoundError
@@ -39,12 +39,13 @@ from prefect.tasks import MaterializingTask, Task
 from partitions.errors import Transient
 from partitions.source import SourceFile
 from partitions.storage_errors import open_table
-from taxi_assets import progress
-from taxi_assets.cluster import choose_cluster, preflight_coiled, start_cluster, task_runner_for
-from taxi_assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
+from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
+from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, plan_months, run_month
 from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
+from taxi_assets.model.intents import Intent
+from taxi_assets.orchestration import progress
+from taxi_assets.orchestration.cluster import choose_cluster, preflight_coiled, start_cluster, task_runner_for
 from taxi_assets.settings import S3Credentials, Settings
-from taxi_assets.steps import MonthPlan, MonthResult, new_run_id, plan_months, run_month
 
 MONTH_LIMIT_PREFIX: Final = "fhvhv-month-"
 RETRY_DELAYS: Final[list[float]] = [
@@ -365,9 +366,6 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
         lines += [f"\n**{r['partition']}**: {r['error']}" for r in failed]
     lines.append(f"\nTotal {summary['seconds']} s (planning {summary['plan_seconds']} s).")
     create_markdown_artifact(key="fhvhv-summary", markdown="\n".join(lines), description="FHVHV run summary")
-
-
-Intent = Literal["", "reprocess", "test_subset"]
 
 
 @flow(name="fhvhv-pipeline")

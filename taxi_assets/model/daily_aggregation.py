@@ -1,32 +1,7 @@
-"""The ``daily_summary`` asset: trips, fare, tips and miles per day, company and borough pair, month by month.
-
-It is partitioned like ``trips`` and depends on it: each month's record stores, as its source fingerprint, the run
-id of the ``trips`` success it was computed from (``partitions.staleness.upstream_sources``), so the planner
-marks a month ``source-changed`` as soon as that month of ``trips`` is rematerialized, and ``fresh`` otherwise.
-
-One aggregation, two ways in. A month task builds the summary as the month streams (:class:`StreamSummary` beside
-the writer, on the clean rows it commits; the checks then prove those rows are the committed ones), and commits it
-right after ``trips`` (:func:`commit_summary`): no second read of the month, and on a cluster every worker
-summarizes its own months. A month whose summary is stale on its own (a new :data:`SUMMARY_VERSION`, a lost
-commit) is rebuilt by :func:`materialize_daily_summary` from exactly the ``trips`` version its latest success
-committed, through DuckDB's scan of that version into the same :class:`StreamSummary`. Each batch is summed on
-one dense integer key (day, licence, borough codes from a lookup table: no join, no hash table per row), then
-DuckDB merges the partial sums and names the keys. Sums are float64 added batch by batch: two builds of a month
-agree to the last few bits, not bit for bit.
-
-Companies come from ``hvfhs_license_num`` (HV0002 Juno, HV0003 Uber, HV0004 Via, HV0005 Lyft; any other code is
-kept as is), boroughs from the TLC zone lookup (``taxi_assets.synth.zones.zone_lookup``), whose own text is
-kept: 264 is ``Unknown`` and 265 (outside NYC) is ``N/A``, as the TLC publishes them (spec section 6); a location
-the lookup does not know is ``Unknown``.
-"""
+"""TODO docstring."""
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final
 
@@ -35,22 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from partitions.code_version import code_version
-from partitions.delta_log import read_records
-from partitions.overwrite import overwrite_partition
-from partitions.records import MaterializationRecord
-from partitions.staleness import PlanRow, plan, upstream_sources
-from partitions.storage_errors import open_table
-from taxi_assets.analytics import open_connection, register_table
-from taxi_assets.errors import ConfigurationError
-from taxi_assets.schema import PARTITION_COLUMN, trips_schema
-from taxi_assets.settings import Settings
-from taxi_assets.synth.zones import zone_lookup
+from taxi_assets.model.schema import PARTITION_COLUMN
+from taxi_assets.model.zones import zone_lookup
 
-TABLE: Final = "daily_summary"
-UPSTREAM: Final = "trips"
 SUMMARY_VERSION: Final = "daily-summary-1"  # bump when the meaning of a column changes
+
+
 COMPANIES: Final = {"HV0002": "Juno", "HV0003": "Uber", "HV0004": "Via", "HV0005": "Lyft"}
+
 
 # Partial sums of many batches into one partial (also what bounds the partials held for a long month).
 MERGE_SQL: Final = """
@@ -59,6 +26,8 @@ SELECT day, license, pickup, dropoff, CAST(sum(trips) AS BIGINT) AS trips, sum(f
 FROM partials
 GROUP BY ALL
 """
+
+
 # The keys named: company from the licence, boroughs from their codes.
 FINAL_SQL: Final = """
 SELECT
@@ -77,6 +46,8 @@ LEFT JOIN boroughs AS db ON p.dropoff = db.code
 GROUP BY ALL
 ORDER BY ALL
 """
+
+
 # The columns a summary reads from ``trips``, in the order StreamSummary takes them.
 TRIPS_COLUMNS: Final = (
     "pickup_datetime",
@@ -87,11 +58,16 @@ TRIPS_COLUMNS: Final = (
     "tips",
     "trip_miles",
 )
-SCAN_BATCH_ROWS: Final = 256 * 1024  # rows per batch a rebuild hands StreamSummary
+
+
 # Per batch: numpy sums of the clean rows on one dense integer key (day, licence, pickup and dropoff borough);
 # bump when that changes. DuckDB's hash aggregation per batch cost 4x the CPU and kept ~150 MB at 16 M rows.
 PARTIAL_METHOD: Final = "numpy-bincount-1"
+
+
 LOCATION_CODES: Final = 1 << 16  # location IDs looked up directly; any other ID is a zone the lookup lacks
+
+
 MAX_PARTIALS: Final = 32  # partials held before they are merged: ~7 k rows each, whatever the month's size
 
 
@@ -110,39 +86,6 @@ def summary_schema() -> pa.Schema:
             pa.field(PARTITION_COLUMN, pa.string(), nullable=False),
         ]
     )
-
-
-def summary_uri(cfg: Settings) -> str:
-    return f"{cfg.sink}/{TABLE}"
-
-
-def daily_summary_code_version() -> str:
-    """What decides the output: the SQL, the schema, the company names and the zone -> borough map."""
-    zones = zone_lookup()
-    boroughs = list(zip(zones["LocationID"].to_pylist(), zones["Borough"].to_pylist(), strict=True))
-    sql = (PARTIAL_METHOD, MERGE_SQL, FINAL_SQL, TRIPS_COLUMNS)
-    return code_version(SUMMARY_VERSION, sql, summary_schema(), sorted(COMPANIES.items()), boroughs)
-
-
-def plan_daily_summary(cfg: Settings) -> list[PlanRow]:
-    """One row per month: missing, source-changed (``trips`` rewritten), code-changed, orphaned or fresh."""
-    trips = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
-    uri = summary_uri(cfg)
-    return plan(
-        upstream_sources(trips, table=UPSTREAM),
-        read_records(uri, storage_options=cfg.storage_options(uri)),
-        code_version=daily_summary_code_version(),
-    )
-
-
-def stale_summary_months(cfg: Settings) -> list[str]:
-    """The months whose summary must be rebuilt (missing, upstream rewritten, code changed), sorted.
-
-    Reads only the two Delta logs (``trips`` and ``daily_summary``), never data: `taxi-assets run` asks it before
-    deciding that nothing is stale, so a new :data:`SUMMARY_VERSION` or a summary lost to a crash after the trips
-    commit is repaired by the next run, not by the next change of a trips month.
-    """
-    return [row.partition for row in plan_daily_summary(cfg) if row.state.is_stale]
 
 
 class StreamSummary:
@@ -271,6 +214,8 @@ class StreamSummary:
 
 
 _MEASURES: Final = (("fare", "base_passenger_fare"), ("tips", "tips"), ("miles", "trip_miles"))
+
+
 _EMPTY_PARTIAL: Final = pa.table(
     {
         "day": pa.array([], pa.date32()),
@@ -283,133 +228,3 @@ _EMPTY_PARTIAL: Final = pa.table(
         "miles": pa.array([], pa.float64()),
     }
 )
-
-
-def materialize_daily_summary(month: str, cfg: Settings, *, run_id: str, now: Callable[[], str] | None = None) -> int:
-    """Recompute one month from the ``trips`` version of its latest success; replace it; return the version."""
-    clock = now or _now
-    started = clock()
-    history = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)).get(month)
-    upstream = history.latest_success if history is not None else None
-    if upstream is None or upstream.version is None:
-        raise ConfigurationError(
-            "partition",
-            f"{month}: {cfg.trips_uri} has no successful materialization of this month to summarize; "
-            f"run `taxi-assets run --partitions {month}` first",
-        )
-    table = summarize(
-        cfg.trips_uri, month, version=upstream.version, storage_options=cfg.storage_options(cfg.trips_uri)
-    )
-    return commit_summary(
-        cfg,
-        table,
-        month=month,
-        run_id=run_id,
-        upstream_run_id=upstream.run_id,
-        upstream_version=upstream.version,
-        upstream_rows=upstream.rows_written,
-        started_at=started,
-        finished_at=clock(),
-    )
-
-
-def commit_summary(
-    cfg: Settings,
-    table: pa.Table,
-    *,
-    month: str,
-    run_id: str,
-    upstream_run_id: str,
-    upstream_version: int,
-    upstream_rows: int,
-    started_at: str = "",
-    finished_at: str = "",
-) -> int:
-    """Replace ``month`` of ``daily_summary`` with ``table``, recorded as computed from that ``trips`` commit.
-
-    The record names the ``trips`` success it summarizes (its run id as source fingerprint, its version as
-    upstream): the planner then calls the month fresh until that month of ``trips`` is written again.
-    """
-    record = MaterializationRecord(
-        partition=month,
-        status="success",
-        run_id=run_id,
-        code_version=daily_summary_code_version(),
-        source_uri=f"upstream:{UPSTREAM}",
-        source_fingerprint=upstream_run_id,
-        rows_source=upstream_rows,
-        rows_written=table.num_rows,
-        started_at=started_at,
-        finished_at=finished_at or _now(),
-        upstream=f"{UPSTREAM}@{upstream_version}",
-    )
-    uri = summary_uri(cfg)
-    return overwrite_partition(
-        uri,
-        table,
-        column=PARTITION_COLUMN,
-        record=record,
-        schema=summary_schema(),
-        storage_options=cfg.storage_options(uri),
-    )
-
-
-def summarize(trips_uri: str, month: str, *, version: int, storage_options: dict[str, str] | None = None) -> pa.Table:
-    """The summary rows of ``month`` from ``trips`` at ``version``, on :func:`summary_schema` (pure read).
-
-    DuckDB's own Delta scan of the pinned version (:func:`taxi_assets.analytics.register_table`; partition-pruned,
-    only :data:`TRIPS_COLUMNS`) streams record batches into a :class:`StreamSummary`, as a month task's do.
-    """
-    con = open_connection(storage_options=storage_options)
-    try:
-        open_table(trips_uri, version=version, storage_options=storage_options, partition=month)  # store failures named
-        register_table(
-            con, "month_trips", trips_uri, schema=trips_schema(), version=version, storage_options=storage_options
-        )
-        columns = ", ".join(f'"{c}"' for c in TRIPS_COLUMNS)
-        scan = con.execute(f"SELECT {columns} FROM month_trips WHERE {PARTITION_COLUMN} = ?", [month])
-        with StreamSummary(month) as summary:
-            for batch in _read_ahead(scan.to_arrow_reader(SCAN_BATCH_ROWS)):
-                summary.add(batch)
-            return summary.result()
-    finally:
-        con.close()
-
-
-def _read_ahead(reader: pa.RecordBatchReader, depth: int = 4) -> Iterator[pa.RecordBatch]:
-    """``reader``'s batches, read by a thread ahead of the consumer: DuckDB scans while the summary sums.
-
-    Pulled on the consumer's thread, the scan and the aggregation take turns (2.2 s at 16 M rows); read ahead,
-    they overlap (1.2 s). The reader thread stops at the end, on an error (re-raised here) or when the
-    consumer leaves early (the queue is drained so the thread is never left blocked).
-    """
-    ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in reader:
-                if stop.is_set():
-                    return
-                ready.put(batch)
-            ready.put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            ready.put(exc)
-
-    thread = threading.Thread(target=produce, name="daily-summary-scan", daemon=True)
-    thread.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                ready.get(timeout=0.05)
-        thread.join()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,4 +1,4 @@
-"""The quality report: ``notebooks/quality_report.ipynb`` executed headlessly, exported to one HTML file.
+"""The quality report: ``quality_report.ipynb`` (package data beside this module), run headlessly, as one HTML file.
 
 Papermill runs the notebook with a kernel of *this* interpreter: a kernelspec pointing at ``sys.executable``
 is written to a temporary ``JUPYTER_PATH`` for the run, so a ``python3`` kernel of some other environment
@@ -31,7 +31,7 @@ from partitions.keys import parse_month
 from taxi_assets.errors import ReportFailed
 from taxi_assets.settings import Settings
 
-NOTEBOOK: Final = Path(__file__).resolve().parents[1] / "notebooks" / "quality_report.ipynb"
+NOTEBOOK: Final = Path(__file__).resolve().with_name("quality_report.ipynb")  # ships in the wheel
 KERNEL_NAME: Final = "taxi-assets-report"
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in greyscale print.
 PALETTE: Final = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -77,7 +77,7 @@ def render_report(sink: str, output: str | Path, *, months: Sequence[str] | None
     keys = [parse_month(m) for m in months] if months else None
     out = Path(output)
     if not NOTEBOOK.is_file():
-        raise ReportFailed(cfg.sink, str(out), f"notebook {NOTEBOOK} not found (run from a source checkout)")
+        raise ReportFailed(cfg.sink, str(out), f"notebook {NOTEBOOK} not found: reinstall taxi-assets")
     if importlib.util.find_spec("ipykernel") is None:
         raise ReportFailed(cfg.sink, str(out), f"ipykernel is not installed for {sys.executable} (uv sync)")
     with TemporaryDirectory(prefix="taxi-assets-report-") as tmp:

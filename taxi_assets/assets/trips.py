@@ -23,18 +23,19 @@ from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PlanRow, Verifications, plan
-from taxi_assets.code_version import trips_code_version
-from taxi_assets.daily_summary import commit_summary
+from taxi_assets.assets.daily_summary import commit_summary
+from taxi_assets.checks.store import CheckResult, checks_recorded_by, record_checks
+from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
-from taxi_assets.fingerprint import RowsFingerprint
-from taxi_assets.schema import PARTITION_COLUMN, trips_schema
+from taxi_assets.io.sink import ROWS_FINGERPRINT, Written, write_month
+from taxi_assets.io.sources import list_months
+from taxi_assets.model.code_version import trips_code_version
+from taxi_assets.model.intents import INTENTS
+from taxi_assets.model.row_digest import RowsFingerprint
+from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
-from taxi_assets.sink import ROWS_FINGERPRINT, Written, write_month
-from taxi_assets.sources import list_months
-from taxi_assets.verify import CheckResult, checks_recorded_by, record_checks, verify_month_checks
 
 _log = logging.getLogger(__name__)
-INTENTS = ("", "reprocess", "test_subset")
 TEST_SUBSET_MONTHS = 2  # the seed's "test_subset": the first few months of the selection
 
 

@@ -7,8 +7,8 @@ Thresholds follow ``../shared/spec/fhvhv.md`` section 3 (the S6 cleaning filter:
 ``0 < trip_time <= 10800``, ``fare >= 0``, ``driver_pay >= 0``, ``dropoff > pickup``) unless a reason says
 otherwise. What is *not* a rule, on purpose (spec 3.1/3.2): pickup before request (0.95 %, a natural pattern),
 waits over an hour (scheduled rides), fare = 0 (promotions), zones 264/265 (official codes), odd flag
-combinations (A14, A18: the odd flag itself becomes null and is counted by :mod:`taxi_assets.casts`), and
-duplicate rows, which no row-local rule can see (``taxi_assets.verify`` checks them on the committed month).
+combinations (A14, A18: the odd flag itself becomes null and is counted by :mod:`taxi_assets.model.casts`), and
+duplicate rows, which no row-local rule can see (``taxi_assets.checks.verify`` checks them on the committed month).
 
 Pure: pyarrow in, pyarrow out; no I/O.
 """
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from partitions.keys import month_bounds
-from taxi_assets.schema import REQUIRED, ZONE_MAX, ZONE_MIN, quarantine_schema, trips_schema
+from taxi_assets.model.schema import REQUIRED, ZONE_MAX, ZONE_MIN, quarantine_schema, trips_schema
 
 # Spec 2.4: every pickup of every published month lies inside the file's month (0 exceptions in 1.6 B rows),
 # so there is no tolerance: a pickup outside the month is a row filed under the wrong key.
@@ -138,7 +138,7 @@ class Split:
     """One batch cut in two; ``by_rule`` counts the quarantined rows breaking each rule (a row may count twice).
 
     The clean rows are ``batch`` where ``keep`` is true (``keep`` is None when every row is clean). They are
-    not copied out here: a streaming writer filters them on its own thread (``taxi_assets._write_pool``),
+    not copied out here: a streaming writer filters them on its own thread (``taxi_assets.io.writer_pool``),
     because that copy is most of the cost of a split; :attr:`clean` makes it on demand.
     """
 

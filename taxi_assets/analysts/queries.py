@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from partitions.keys import parse_month
-from taxi_assets.schema import COLUMN_NAMES
+from taxi_assets.model.schema import COLUMN_NAMES
 
 COMPANIES: Final = {"HV0002": "Juno", "HV0003": "Uber", "HV0004": "Via", "HV0005": "Lyft"}
 

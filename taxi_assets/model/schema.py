@@ -1,9 +1,9 @@
 """The canonical FHVHV schema, declared once: what every month of the ``trips`` table looks like.
 
 The TLC files drift between months (null-typed columns, int64/int32 IDs, string/large_string, a 25th column
-from 2025-01: ``../shared/spec/fhvhv.md`` section 1); :mod:`taxi_assets.casts` maps each onto this. The writer,
+from 2025-01: ``../shared/spec/fhvhv.md`` section 1); :mod:`taxi_assets.model.casts` maps each onto this. The writer,
 the checks, the docs and the report all read :data:`COLUMNS`, and the schema text and :data:`SCHEMA_VERSION` are
-hashed into the asset's code version (``taxi_assets.code_version``), so a change here replans every month.
+hashed into the asset's code version (``taxi_assets.model.code_version``), so a change here replans every month.
 
 Type choices, and why:
 

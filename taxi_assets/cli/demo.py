@@ -21,14 +21,14 @@ from typing import Final
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
-from taxi_assets.daily_summary import stale_summary_months
+from taxi_assets.analysts.report import render_report
+from taxi_assets.assets.daily_summary import stale_summary_months
+from taxi_assets.assets.trips import plan_months
+from taxi_assets.cli.render import checks_table, console, months_table, results_table, status_rows
 from taxi_assets.errors import PartitionsFailed
-from taxi_assets.progress import month_progress
-from taxi_assets.render import checks_table, console, months_table, results_table, status_rows
-from taxi_assets.report import render_report
+from taxi_assets.io.sources import list_months
+from taxi_assets.orchestration.progress import month_progress
 from taxi_assets.settings import Settings
-from taxi_assets.sources import list_months
-from taxi_assets.steps import plan_months
 from taxi_assets.synth import write_month_file, write_months
 
 DEMO_BUCKET: Final = "taxi-assets-demo"
@@ -79,7 +79,7 @@ def next_hint(cfg: Settings, *, throwaway: bool) -> str:
 
 def _story(cfg: Settings, args: argparse.Namespace, *, throwaway: bool = False) -> int:
     # Prefect is imported here, not at module top: `synth` and the CLI's fast commands should not pay for it.
-    from taxi_assets.flows import fhvhv_pipeline
+    from taxi_assets.orchestration.flows import fhvhv_pipeline
 
     out = console()
     months = parse_selection(args.months)

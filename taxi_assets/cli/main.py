@@ -9,23 +9,19 @@ status stay fast (no API start-up on the no-op path).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import cast
 
-from partitions.delta_log import read_records
 from partitions.errors import PartitionsError
-from partitions.keys import parse_month
-from taxi_assets import demo as demo_mod
-from taxi_assets.cli_analysts import add_commands as add_analyst_commands
-from taxi_assets.daily_summary import stale_summary_months
-from taxi_assets.errors import PartitionsFailed, TaxiAssetsError
-from taxi_assets.progress import month_progress
-from taxi_assets.render import checks_table, console, months_table, print_json, results_table, status_rows
-from taxi_assets.settings import Settings
-from taxi_assets.steps import INTENTS, new_run_id, plan_months, run_month
+from taxi_assets.cli.analysts import add_commands as add_analyst_commands
+from taxi_assets.errors import TaxiAssetsError
+from taxi_assets.model.intents import INTENTS
+
+# Each command imports what it needs when it runs: `taxi-assets sql` loads neither the pipeline's modules nor
+# Prefect, Dask or the synthetic-data generator (tests/taxi_assets/test_cli.py checks it with -X importtime).
 
 
 def _add_io(p: argparse.ArgumentParser) -> None:
@@ -50,25 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_io(p)
     _add_selection(p)
     p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
-    p.set_defaults(handler=cmd_plan)
+    p.set_defaults(handler="taxi_assets.cli.pipeline:cmd_plan")
 
     p = sub.add_parser("status", help="what the Delta log records for every month")
     _add_io(p)
     p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
-    p.set_defaults(handler=cmd_status)
+    p.set_defaults(handler="taxi_assets.cli.pipeline:cmd_status")
 
     p = sub.add_parser("run", help="plan, then materialize and verify the stale months (Prefect flow on Dask)")
     _add_io(p)
     _add_selection(p)
     p.add_argument("--cluster", help="local (default), coiled, or a scheduler address tcp://host:8786")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler="taxi_assets.cli.pipeline:cmd_run")
 
     p = sub.add_parser("materialize", help="materialize one month in this process (no Prefect, no cluster)")
     _add_io(p)
     p.add_argument("--partition", required=True, help="the month, YYYY-MM")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_materialize)
+    p.set_defaults(handler="taxi_assets.cli.pipeline:cmd_materialize")
 
     p = sub.add_parser("synth", help="write realistic synthetic FHVHV month files")
     p.add_argument("--dest", help="directory or s3:// URI (default: the source)")
@@ -78,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layout", default="auto", choices=("auto", "single", "arrow-1Mi", "nonuniform", "daily"))
     p.add_argument("--anomalies", default="realistic", choices=("realistic", "stress", "clean"))
-    p.set_defaults(handler=cmd_synth)
+    p.set_defaults(handler="taxi_assets.cli.demo:synth")
 
     p = sub.add_parser("demo", help="the whole story: synthesize, run, change a month, run again, show status")
     _add_io(p)
@@ -90,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="reports/quality_report.html",
         help="where to write the HTML quality report ('' to skip)",
     )
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler="taxi_assets.cli.demo:demo")
 
     add_analyst_commands(sub)
     return parser
@@ -101,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_process_defaults(verbose=args.verbose)
     try:
-        return int(args.handler(args))
+        handler = _handler(args.handler) if isinstance(args.handler, str) else args.handler
+        return int(handler(args))
     except (PartitionsError, TaxiAssetsError) as exc:
         if args.debug:
             raise
@@ -125,93 +122,7 @@ def set_process_defaults(*, verbose: bool) -> None:
         os.environ.setdefault("DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__GIL__ENABLED", "false")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.resolve(source=args.source, sink=args.sink, cluster=getattr(args, "cluster", None))
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    cfg = _settings(args)
-    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
-    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
-    if args.json:
-        print_json(rows)
-        return 0
-    out = console()
-    out.print(months_table(rows, title=f"Plan for {cfg.sink} (code version {plan.code_version})"))
-    for s in plan.listing.skipped:
-        out.print(f"[yellow]skipped[/] {s.uri}: {s.reason}")
-    stale = len(plan.stale)
-    out.print(f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do."))
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _settings(args)
-    plan = plan_months(cfg)
-    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
-    if args.json:
-        print_json(rows)
-    else:
-        console().print(months_table(rows, title=f"Status of {cfg.sink}"))
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _settings(args)
-    out = console()
-    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
-    # The no-op path (no Prefect, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
-    if not plan.stale and not stale_summary_months(cfg):
-        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
-        if args.json:
-            print_json(summary)
-        else:
-            out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
-        return 0
-    if plan.stale:
-        from taxi_assets.cluster import preflight_coiled
-
-        preflight_coiled(cfg)  # --cluster coiled without a token: one line, exit 2, before Prefect or a cluster
-    # Prefect from here on: the API in PREFECT_API_URL (a `prefect server start`, Prefect Cloud) when configured,
-    # else Prefect's own ephemeral API, started by Prefect for this process.
-    from taxi_assets.flows import fhvhv_pipeline
-
-    partitions = [args.partitions] if args.partitions else None
-    try:
-        with month_progress(out, enabled=not args.json):
-            summary = fhvhv_pipeline(
-                intent=args.intent, partitions=partitions, source=cfg.source, sink=cfg.sink, cluster=cfg.cluster
-            )
-    except PartitionsFailed as exc:
-        out.print(f"[red]{exc}[/]")
-        return exc.exit_code
-    if args.json:
-        print_json(summary)
-        return 0
-    if summary["results"]:
-        out.print(results_table(summary["results"]))
-        out.print(checks_table(summary["results"]))
-    rebuilt = summary.get("daily_summary") or []
-    out.print(f"daily_summary rebuilt: {', '.join(rebuilt)}." if rebuilt else "daily_summary: nothing to rebuild.")
-    return 0
-
-
-def cmd_materialize(args: argparse.Namespace) -> int:
-    cfg = _settings(args)
-    month = parse_month(args.partition)
-    plan = plan_months(cfg, partitions=[month])
-    result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
-    if args.json:
-        print_json(asdict(result))
-    else:
-        console().print(results_table([asdict(result)]))
-        console().print(checks_table([asdict(result)]))
-    return 0
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    return demo_mod.synth(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    return demo_mod.demo(args)
+def _handler(target: str) -> Callable[[argparse.Namespace], int]:
+    """The command function named ``module:function``, imported only when its command runs."""
+    module, _, name = target.partition(":")
+    return cast(Callable[[argparse.Namespace], int], getattr(importlib.import_module(module), name))

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from taxi_assets.errors import SourceSchemaMismatch
-from taxi_assets.schema import (
+from taxi_assets.model.schema import (
     BY_LOWER_NAME,
     COLUMNS,
     PARTITION_COLUMN,
@@ -132,10 +132,11 @@ class Conformed:
 def conform(
     batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: str, dictionary_strings: bool = False
 ) -> Conformed:
-    """Cast one batch onto :func:`taxi_assets.schema.trips_schema`, adding the partition column.
+    """Cast one batch onto :func:`taxi_assets.model.schema.trips_schema`, adding the partition column.
 
     With ``dictionary_strings`` the string columns come out as ``dictionary<int32, string>`` instead
-    (:func:`taxi_assets.schema.trips_batch_schema`, the streaming writer's layout): same values, no string per row.
+    (:func:`taxi_assets.model.schema.trips_batch_schema`, the streaming writer's layout): same values, no string
+    per row.
     """
     schema = trips_batch_schema() if dictionary_strings else trips_schema()
     arrays: list[pa.Array] = []

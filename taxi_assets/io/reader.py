@@ -12,8 +12,8 @@ it streaming:
 Peak of the reader alone, measured on this machine: ~120 MiB of Arrow memory for 2 M and for 16 M rows in one
 row group (``BATCH_ROWS`` decoded rows, ~140 B/row, held twice: source and canonical layout; 24 columns x
 ``READ_BUFFER``; one decompressed page per column), whatever the row group size (``docs/performance.md``). Text
-columns are read as dictionaries: flags are mapped on their few values (:mod:`taxi_assets.casts`) and strings
-stay dictionaries (:func:`taxi_assets.schema.trips_batch_schema`), so no string is built per row. Unreadable files
+columns are read as dictionaries: flags are mapped on their few values (:mod:`taxi_assets.model.casts`) and strings
+stay dictionaries (:func:`taxi_assets.model.schema.trips_batch_schema`), so no string is built per row. Unreadable files
 become :class:`UnreadableSource`; errors of the store or the network (a cut connection, a 503) become
 :class:`SourceUnavailable`, which is transient: the task retries it and no failure is recorded against the file.
 Page checksums are verified where the writer stored them (``page_checksum_verification``): without them a
@@ -34,10 +34,10 @@ from partitions.errors import StorageAccessDenied
 from partitions.listing import filesystem_for
 from partitions.source import SourceFile
 from partitions.storage_errors import classify_storage_error, display_uri
-from taxi_assets.casts import ColumnPlan, conform, plan_columns
-from taxi_assets.cleaning import Split, context_for, split
 from taxi_assets.errors import SourceRejected, SourceUnavailable, UnreadableSource
-from taxi_assets.schema import COLUMNS
+from taxi_assets.model.casts import ColumnPlan, conform, plan_columns
+from taxi_assets.model.cleaning import Split, context_for, split
+from taxi_assets.model.schema import COLUMNS
 
 BATCH_ROWS: Final = 262_144
 READ_BUFFER: Final = 1 << 20

@@ -1,7 +1,7 @@
-"""The ``no_duplicates_introduced`` check of :mod:`taxi_assets.verify`: its fast path and what it says on failure.
+"""The ``no_duplicates_introduced`` check of :mod:`taxi_assets.checks.verify`: its fast path and its diagnosis.
 
 Fast path: the committed month's fingerprint (taken in the checks' one scan) equals the one the run streamed
-(:mod:`taxi_assets.fingerprint`), so the month holds exactly the streamed rows and nothing else is read. Only a
+(:mod:`taxi_assets.model.row_digest`), so the month holds exactly the streamed rows and nothing else is read. Only a
 mismatch, or a caller without a streamed fingerprint, pays for counting duplicates: a ``DISTINCT`` over the
 month (a hash table growing with it) and a read of the whole source file.
 """
@@ -14,9 +14,9 @@ from typing import Final
 
 import duckdb
 
-from taxi_assets.analytics import add_s3_secret
-from taxi_assets.fingerprint import RowsFingerprint, row_hash_sql
-from taxi_assets.schema import COLUMN_NAMES, PARTITION_COLUMN
+from taxi_assets.io.duckdb import add_s3_secret
+from taxi_assets.model.row_digest import RowsFingerprint, row_hash_sql
+from taxi_assets.model.schema import COLUMN_NAMES, PARTITION_COLUMN
 
 # Spec 3, A17: exact duplicate rows are "never seen in fhvhv" (S6 and S7 count 0): the expectation when
 # the source file is not scanned.

@@ -1,0 +1,1 @@
+"""The ``taxi-assets`` command: parser and error boundary (``main``), pipeline, analyst and demo commands."""

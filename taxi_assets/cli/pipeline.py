@@ -1,0 +1,103 @@
+"""The pipeline's commands: ``plan``, ``status``, ``run`` and ``materialize``.
+
+Prefect is imported only when ``run`` has work: a run with nothing stale plans, says so and exits without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any
+
+from partitions.delta_log import read_records
+from partitions.keys import parse_month
+from taxi_assets.assets.daily_summary import stale_summary_months
+from taxi_assets.assets.trips import new_run_id, plan_months, run_month
+from taxi_assets.cli.render import checks_table, console, months_table, print_json, results_table, status_rows
+from taxi_assets.errors import PartitionsFailed
+from taxi_assets.orchestration.progress import month_progress
+from taxi_assets.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.resolve(source=args.source, sink=args.sink, cluster=getattr(args, "cluster", None))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
+    if args.json:
+        print_json(rows)
+        return 0
+    out = console()
+    out.print(months_table(rows, title=f"Plan for {cfg.sink} (code version {plan.code_version})"))
+    for s in plan.listing.skipped:
+        out.print(f"[yellow]skipped[/] {s.uri}: {s.reason}")
+    stale = len(plan.stale)
+    out.print(f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do."))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    plan = plan_months(cfg)
+    rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
+    if args.json:
+        print_json(rows)
+    else:
+        console().print(months_table(rows, title=f"Status of {cfg.sink}"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    out = console()
+    plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
+    # The no-op path (no Prefect, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
+    if not plan.stale and not stale_summary_months(cfg):
+        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
+        if args.json:
+            print_json(summary)
+        else:
+            out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
+        return 0
+    if plan.stale:
+        from taxi_assets.orchestration.cluster import preflight_coiled
+
+        preflight_coiled(cfg)  # --cluster coiled without a token: one line, exit 2, before Prefect or a cluster
+    # Prefect from here on: the API in PREFECT_API_URL (a `prefect server start`, Prefect Cloud) when configured,
+    # else Prefect's own ephemeral API, started by Prefect for this process.
+    from taxi_assets.orchestration.flows import fhvhv_pipeline
+
+    partitions = [args.partitions] if args.partitions else None
+    try:
+        with month_progress(out, enabled=not args.json):
+            summary = fhvhv_pipeline(
+                intent=args.intent, partitions=partitions, source=cfg.source, sink=cfg.sink, cluster=cfg.cluster
+            )
+    except PartitionsFailed as exc:
+        out.print(f"[red]{exc}[/]")
+        return exc.exit_code
+    if args.json:
+        print_json(summary)
+        return 0
+    if summary["results"]:
+        out.print(results_table(summary["results"]))
+        out.print(checks_table(summary["results"]))
+    rebuilt = summary.get("daily_summary") or []
+    out.print(f"daily_summary rebuilt: {', '.join(rebuilt)}." if rebuilt else "daily_summary: nothing to rebuild.")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    cfg = _settings(args)
+    month = parse_month(args.partition)
+    plan = plan_months(cfg, partitions=[month])
+    result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
+    if args.json:
+        print_json(asdict(result))
+    else:
+        console().print(results_table([asdict(result)]))
+        console().print(checks_table([asdict(result)]))
+    return 0
