@@ -13,7 +13,6 @@ from typing import Any, Final, Literal, cast
 
 from partitions.keys import parse_month
 
-PREFIX: Final = "partitions."
 KEY_FORMAT: Final = "partitions.format"
 KEY_PARTITION: Final = "partitions.partition"
 KEY_STATUS: Final = "partitions.status"

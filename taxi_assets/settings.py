@@ -31,7 +31,6 @@ ENV_AWS_BLOCK: Final = "TAXI_ASSETS_AWS_BLOCK"
 ENV_SOURCE_ANONYMOUS: Final = "TAXI_ASSETS_SOURCE_ANONYMOUS"
 ENV_LOCK_TIMEOUT: Final = "TAXI_ASSETS_LOCK_TIMEOUT"
 ENV_COILED_PREFIX: Final = "TAXI_ASSETS_COILED_"
-TLC_CLOUDFRONT: Final = "https://d37ci6vzurychx.cloudfront.net/trip-data/fhvhv_tripdata_{key}.parquet"
 # How long a run waits for another run that is materializing the same month (seconds); then that month fails.
 DEFAULT_LOCK_TIMEOUT: Final = 3600.0
 

@@ -27,11 +27,11 @@ from taxi_assets.assets.daily_summary import commit_summary
 from taxi_assets.checks.store import CheckResult, checks_recorded_by, record_checks
 from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
-from taxi_assets.io.sink import ROWS_FINGERPRINT, Written, write_month
+from taxi_assets.io.sink import ROWS_DIGEST, ROWS_DIGEST_BEFORE, Written, write_month
 from taxi_assets.io.sources import list_months
 from taxi_assets.model.code_version import trips_code_version
 from taxi_assets.model.intents import INTENTS
-from taxi_assets.model.row_digest import RowsFingerprint
+from taxi_assets.model.row_digest import RowsDigest
 from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
 from taxi_assets.settings import Settings
 
@@ -107,8 +107,8 @@ def plan_months(
 
 
 def _promises_checks(record: MaterializationRecord) -> bool:
-    """Months written with a streamed fingerprint are checked by the same run (older ones: checks not recorded)."""
-    return ROWS_FINGERPRINT in record.extra
+    """Months written with a streamed row digest are checked by the same run (older ones: checks not recorded)."""
+    return ROWS_DIGEST in record.extra or ROWS_DIGEST_BEFORE in record.extra
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class MonthResult:
     error: str = ""
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
     checks: list[dict[str, object]] = field(default_factory=list)
-    rows_fingerprint: str = ""  # RowsFingerprint.to_text() of the rows streamed into trips; "" when unknown
+    rows_digest: str = ""  # RowsDigest.to_text() of the rows streamed into trips; "" when unknown
     summary_version: int | None = None  # the daily_summary commit of the month, None when it did not land
     summary_error: str = ""  # why it did not: the month is fine, the run's daily-summary step rebuilds it
 
@@ -170,7 +170,7 @@ def materialize_month(
         quarantine_version=written.quarantine_version,
         quarantined_by_rule=written.quarantined_by_rule,
         seconds=time.perf_counter() - t0,
-        rows_fingerprint=written.fingerprint.to_text(),
+        rows_digest=written.digest.to_text(),
         summary_version=summary_version,
         summary_error=summary_error,
     )
@@ -206,9 +206,9 @@ def _commit_summary(
 def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str) -> list[CheckResult]:
     """Every DuckDB check on the versions this run committed, recorded in ``<sink>/checks`` (passed or not).
 
-    The duplicate check compares the committed rows with the fingerprint of the rows the run streamed (one
+    The duplicate check compares the committed rows with the row digest of the rows the run streamed (one
     scan of the month). The source file is read only when they differ (to count its own duplicates, so a
-    month the TLC published with duplicates is not blamed on the run) or when ``result`` has no fingerprint.
+    month the TLC published with duplicates is not blamed on the run) or when ``result`` has no row digest.
     """
     if result.trips_version is None or result.quarantine_version is None:
         raise RuntimeError(f"{result.partition}: verify_month needs the versions a successful write returns")
@@ -225,7 +225,7 @@ def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_
         storage_options=cfg.storage_options(cfg.trips_uri),
         source_uri=source.uri,
         source_storage_options=cfg.storage_options(source.uri),
-        fingerprint=RowsFingerprint.from_text(result.rows_fingerprint),
+        digest=RowsDigest.from_text(result.rows_digest),
     )
     record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
     return checks

@@ -1,8 +1,8 @@
 """The ``no_duplicates_introduced`` check of :mod:`taxi_assets.checks.verify`: its fast path and its diagnosis.
 
-Fast path: the committed month's fingerprint (taken in the checks' one scan) equals the one the run streamed
+Fast path: the committed month's digest (taken in the checks' one scan) equals the one the run streamed
 (:mod:`taxi_assets.model.row_digest`), so the month holds exactly the streamed rows and nothing else is read. Only a
-mismatch, or a caller without a streamed fingerprint, pays for counting duplicates: a ``DISTINCT`` over the
+mismatch, or a caller without a streamed digest, pays for counting duplicates: a ``DISTINCT`` over the
 month (a hash table growing with it) and a read of the whole source file.
 """
 
@@ -15,7 +15,7 @@ from typing import Final
 import duckdb
 
 from taxi_assets.io.duckdb import add_s3_secret
-from taxi_assets.model.row_digest import RowsFingerprint, row_hash_sql
+from taxi_assets.model.row_digest import RowsDigest, row_hash_sql
 from taxi_assets.model.schema import COLUMN_NAMES, PARTITION_COLUMN
 
 # Spec 3, A17: exact duplicate rows are "never seen in fhvhv" (S6 and S7 count 0): the expectation when
@@ -37,24 +37,24 @@ def rows_against_stream(
     con: duckdb.DuckDBPyConnection,
     view: str,
     month: str,
-    written: RowsFingerprint,
-    streamed: RowsFingerprint,
+    written: RowsDigest,
+    streamed: RowsDigest,
     source: SourceScan,
 ) -> Outcome:
-    """The committed rows (fingerprint ``written``) are, as a multiset, the rows the run streamed.
+    """The committed rows (digest ``written``) are, as a multiset, the rows the run streamed.
 
-    Equal fingerprints pass without another read. Different ones (the rare, expensive path) count the
+    Equal digests pass without another read. Different ones (the rare, expensive path) count the
     month's duplicate rows and, given a source, the source's, so the message says what went wrong.
     """
-    expected = f"{streamed.rows} rows, fingerprint {streamed.short} (the rows the run streamed)"
+    expected = f"{streamed.rows} rows, digest {streamed.short} (the rows the run streamed)"
     if written == streamed:
-        return True, f"{written.rows} rows, fingerprint {written.short}", expected
+        return True, f"{written.rows} rows, digest {written.short}", expected
     dups = _exact_duplicates(con, view, month) if _hash_duplicates(con, view, month) else 0
     in_source = _source_duplicates(con, source)
     source_text = f", source has {in_source}" if in_source is not None else ""
     observed = (
         f"rows differ from those streamed: {_duplicate_rows(dups)}{source_text} "
-        f"({written.rows} rows, fingerprint {written.short})"
+        f"({written.rows} rows, digest {written.short})"
     )
     return False, observed, expected
 
@@ -62,7 +62,7 @@ def rows_against_stream(
 def duplicates_against_source(con: duckdb.DuckDBPyConnection, view: str, month: str, source: SourceScan) -> Outcome:
     """Duplicate full rows in the month <= those in the source file itself (or the spec's count without one).
 
-    The check as it was before fingerprints, kept for callers without one: a second scan of the month with a
+    The check as it was before digests, kept for callers without one: a second scan of the month with a
     hash table growing with it, and a read of the whole source file.
     """
     in_source = _source_duplicates(con, source)

@@ -3,8 +3,8 @@
 DuckDB reads the committed versions through the Delta log (``delta_scan(uri, version => n)``, or deltalake's
 Arrow dataset pinned to the version: see :mod:`taxi_assets.analysts.views`), never by globbing parquet files,
 which would also count superseded files. Every check reads only the month's partition, and all the trips checks
-share one scan of it: counts and the row fingerprint are plain aggregates, so memory does not grow with the
-month, and the source file is not read again unless a fingerprint disagrees. Nulls are summed from the footers
+share one scan of it: counts and the row digest are plain aggregates, so memory does not grow with the
+month, and the source file is not read again unless a digest disagrees. Nulls are summed from the footers
 of the month's data files in that version (DuckDB ``parquet_metadata``), where the Parquet writer counted them
 per column chunk; the scan counts them only when a footer has no count.
 
@@ -17,11 +17,11 @@ check                       passes when
 ``month_matches_key``       no trip in partition ``month=K`` has its pickup outside month K (widened by
                             the cleaning's ``PICKUP_TOLERANCE``): else rows of another month were filed under K
 ``no_duplicates_introduced`` the month's trips are, as a multiset, exactly the trips the run streamed: the
-                            written fingerprint (:mod:`taxi_assets.model.row_digest`, over the columns that
+                            written digest (:mod:`taxi_assets.model.row_digest`, over the columns that
                             identify a trip) equals the streamed one, so no row was duplicated, lost or
                             replaced by another (a source's own duplicates pass). On a
                             mismatch the result counts the duplicates in the month and in the source. Without
-                            a streamed fingerprint: duplicate full rows in the month <= those in the source
+                            a streamed digest: duplicate full rows in the month <= those in the source
 ``required_not_null``       no trip has a null in a column of :data:`taxi_assets.model.schema.REQUIRED` (per the
                             files' footers, else counted in the scan)
 =========================== =================================================================================
@@ -45,7 +45,7 @@ from taxi_assets.checks.duplicates import SourceScan, duplicates_against_source,
 from taxi_assets.checks.store import CheckResult
 from taxi_assets.io.duckdb import open_connection, register_table
 from taxi_assets.model.cleaning import PICKUP_TOLERANCE
-from taxi_assets.model.row_digest import METHOD, RowsFingerprint, row_hash_sql
+from taxi_assets.model.row_digest import METHOD, RowsDigest, row_hash_sql
 from taxi_assets.model.schema import PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
 
 
@@ -74,18 +74,18 @@ def verify_month_checks(
     storage_options: Mapping[str, str] | None = None,
     source_uri: str | None = None,
     source_storage_options: Mapping[str, str] | None = None,
-    fingerprint: RowsFingerprint | None = None,
+    digest: RowsDigest | None = None,
 ) -> list[CheckResult]:
     """Every check of :data:`CHECK_NAMES` on the committed versions, in that order.
 
-    With ``fingerprint`` (the rows the run streamed, :mod:`taxi_assets.model.row_digest`) the trips checks are one
-    scan of the month, and the duplicate check compares fingerprints: the source is read only when they differ,
+    With ``digest`` (the rows the run streamed, :mod:`taxi_assets.model.row_digest`) the trips checks are one
+    scan of the month, and the duplicate check compares digests: the source is read only when they differ,
     to say how many duplicates the month and the source hold. Without one (or one taken by another DuckDB
     version), the duplicate check counts distinct rows in the month and compares with the duplicates DuckDB
     counts in ``source_uri`` (one more read of it), or with the spec's fact that FHVHV files have none.
     """
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    streamed = fingerprint if fingerprint is not None and fingerprint.method == METHOD else None
+    streamed = digest if digest is not None and digest.method == METHOD else None
     con = open_connection(storage_options=storage_options)
     try:
         register_table(
@@ -106,7 +106,7 @@ def verify_month_checks(
         if streamed is None:
             duplicates = duplicates_against_source(con, "trips_v", month, source)
         else:
-            duplicates = rows_against_stream(con, "trips_v", month, stats.fingerprint, streamed, source)
+            duplicates = rows_against_stream(con, "trips_v", month, stats.digest, streamed, source)
     finally:
         con.close()
 
@@ -133,7 +133,7 @@ class _TripsStats:
     rows: int
     off_month: int
     nulls: dict[str, int]
-    fingerprint: RowsFingerprint
+    digest: RowsDigest
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
@@ -142,7 +142,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> 
 
 
 def _trips_stats(con: duckdb.DuckDBPyConnection, month: str, *, nulls: dict[str, int] | None = None) -> _TripsStats:
-    """Rows, rows off the month, the fingerprint and, unless ``nulls`` is given, nulls per required column: one
+    """Rows, rows off the month, the digest and, unless ``nulls`` is given, nulls per required column: one
     scan, plain aggregates.
 
     No ``DISTINCT`` here: its hash table grows with the month (it was most of the checks' time and memory).
@@ -160,7 +160,7 @@ def _trips_stats(con: duckdb.DuckDBPyConnection, month: str, *, nulls: dict[str,
     values = [int(v or 0) for v in row]
     rows, off_month, hash_sum = values[:3]
     nulls_by_column = nulls if nulls is not None else dict(zip(REQUIRED, values[3:], strict=True))
-    return _TripsStats(rows, off_month, nulls_by_column, RowsFingerprint(rows, hash_sum))
+    return _TripsStats(rows, off_month, nulls_by_column, RowsDigest(rows, hash_sum))
 
 
 def _required_nulls_in_footers(

@@ -29,12 +29,13 @@ from taxi_assets.io.parquet_files import WriteLayout, recycling_memory_pool
 from taxi_assets.io.reader import MonthReader
 from taxi_assets.io.writer_pool import PartitionWriter
 from taxi_assets.model.daily_aggregation import StreamSummary
-from taxi_assets.model.row_digest import RowsFingerprint, StreamFingerprint
+from taxi_assets.model.row_digest import RowsDigest, StreamDigest
 from taxi_assets.model.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 
 DEFAULT_LAYOUT: Final = WriteLayout()
-ROWS_FINGERPRINT: Final = "fhvhv.rows_fingerprint"  # trips record extra: the streamed fingerprint, for re-checks
+ROWS_DIGEST: Final = "fhvhv.rows_digest"  # trips record extra: the streamed row digest, for re-checks
+ROWS_DIGEST_BEFORE: Final = "fhvhv.rows_fingerprint"  # the same, as months written before the rename recorded it
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Written:
     rows_quarantined: int
     trips_version: int
     quarantine_version: int
-    fingerprint: RowsFingerprint  # of the trips rows as streamed: what the checks compare the commit with
+    digest: RowsDigest  # of the trips rows as streamed: what the checks compare the commit with
     summary: pa.Table  # the month's daily_summary rows, summed from the trips rows as streamed (not committed here)
     flags_nulled: int = 0
     extra_columns: tuple[str, ...] = ()
@@ -72,9 +73,9 @@ def write_month(
     ``record`` is the month's success record (run id, code version, source fingerprint); the row counts are
     filled in here, and ``now`` gives the ISO time stamped as ``finished_at`` on each commit. ``layout`` sets
     row groups, files and writer threads (tests shrink it; the default is what production writes). The clean
-    rows are fingerprinted as they go by (:mod:`taxi_assets.model.row_digest`), so the checks can prove the commit
+    rows are digested as they go by (:mod:`taxi_assets.model.row_digest`), so the checks can prove the commit
     holds exactly those rows without reading the source again; the trips record keeps it as
-    :data:`ROWS_FINGERPRINT`. They are also summed into the month's ``daily_summary`` rows
+    :data:`ROWS_DIGEST`. They are also summed into the month's ``daily_summary`` rows
     (:class:`~taxi_assets.assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
     """
     month = source.partition
@@ -105,17 +106,17 @@ def write_month(
             storage_options=cfg.storage_options(cfg.quarantine_uri),
             name="quarantine",
         ) as quarantine,
-        StreamFingerprint() as fingerprint,
+        StreamDigest() as digest,
         StreamSummary(month) as summary,
     ):
         for part in reader.batches():
             trips.write(part.batch, part.keep)
             quarantine.write(part.quarantine)
-            fingerprint.add(part.batch, part.keep)  # on this thread while the writers encode: ~0.1 s/M rows
+            digest.add(part.batch, part.keep)  # on this thread while the writers encode: ~0.1 s/M rows
             summary.add(part.batch, part.keep)  # likewise: ~0.02 s/M rows
         q_adds = quarantine.finish()
         t_adds = trips.finish()
-        stats, rows_clean, rows_bad, kept = reader.stats, trips.rows, quarantine.rows, fingerprint.result()
+        stats, rows_clean, rows_bad, kept = reader.stats, trips.rows, quarantine.rows, digest.result()
         summary_rows = summary.result()
         if rows_clean + rows_bad != stats.rows:  # split() conserves rows by construction; never commit otherwise
             raise RuntimeError(f"{month}: {stats.rows} rows read but {rows_clean} + {rows_bad} written")
@@ -140,7 +141,7 @@ def write_month(
             "fhvhv.extra_columns": ",".join(stats.extra_columns),
             "fhvhv.quarantined_by_rule": ",".join(f"{k}={v}" for k, v in sorted(stats.quarantined_by_rule.items())),
             "fhvhv.source_row_groups": str(stats.row_groups),
-            ROWS_FINGERPRINT: kept.to_text(),
+            ROWS_DIGEST: kept.to_text(),
         },
     )
     t_version = commit_files(
@@ -157,7 +158,7 @@ def write_month(
         rows_quarantined=rows_bad,
         trips_version=t_version,
         quarantine_version=q_version,
-        fingerprint=kept,
+        digest=kept,
         summary=summary_rows,
         flags_nulled=stats.flags_nulled,
         extra_columns=stats.extra_columns,

@@ -1,17 +1,17 @@
-"""An order-independent fingerprint of a month's rows, taken as they stream and again on the committed table.
+"""An order-independent digest of a month's rows, taken as they stream and again on the committed table.
 
 Why: proving that the written month holds exactly the rows the run kept used to cost two full reads, a
 ``count(DISTINCT hash(row))`` over the month (a hash table growing with the month) and a second read of the
-whole source file. A fingerprint is taken on the batches the writer already holds, and the check compares it
+whole source file. A digest is taken on the batches the writer already holds, and the check compares it
 with one aggregate over the committed month: no second read of the source, no hash table.
 
-The fingerprint of a set of rows is ``(rows, sum of hash(c1, ..., cN))`` over the :data:`IDENTITY` columns (named
+The digest of a set of rows is ``(rows, sum of hash(c1, ..., cN))`` over the :data:`IDENTITY` columns (named
 in schema order, so both sides evaluate the same expression). The sum is exact (a Python int; DuckDB sums the
 64-bit hashes into a 128-bit integer) and does not depend on the order of the rows, batches or files. Equal
-fingerprints mean the two sides are, as multisets, the same trips up to a 64-bit hash collision: a duplicated,
+digests mean the two sides are, as multisets, the same trips up to a 64-bit hash collision: a duplicated,
 lost or swapped row changes the sum.
 
-Why the identity columns and not all 25: between the fingerprint and the commit, rows only move whole (the
+Why the identity columns and not all 25: between the digest and the commit, rows only move whole (the
 writer slices, filters and concatenates record batches; the casts ran before), so what can go wrong there is a
 row too many, too few or another row in its place, and the columns that tell one trip from another (who, when,
 where, how far, how much) see all of that. Hashing the other 17 columns as well would also catch a value the
@@ -19,9 +19,9 @@ Parquet encoder or the store altered inside a row, at 3.2 s of CPU per 16 M rows
 reading thread, and 1.3 s more in the check's scan: measured in ``docs/performance.md``): 18 % of a month's CPU.
 
 DuckDB hashes a dictionary-encoded string and the plain string written to Parquet alike, so the streamed
-(dictionary) batches and the committed (plain) files agree. The hash is DuckDB's, so the fingerprint names the
+(dictionary) batches and the committed (plain) files agree. The hash is DuckDB's, so the digest names the
 DuckDB version and the columns that took it, and is only compared with one taken the same way
-(:meth:`RowsFingerprint.comparable`). DuckDB hashes ``-0.0`` as ``0.0`` and every NaN alike, so a row differing
+(:meth:`RowsDigest.comparable`). DuckDB hashes ``-0.0`` as ``0.0`` and every NaN alike, so a row differing
 only there is not seen: no step of ours can make that change.
 """
 
@@ -61,25 +61,25 @@ def row_hash_sql(columns: Sequence[str] = IDENTITY) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class RowsFingerprint:
+class RowsDigest:
     """How many rows, and the exact sum of their identity hashes, as taken by :data:`METHOD`."""
 
     rows: int
     hash_sum: int
     method: str = METHOD
 
-    def __add__(self, other: RowsFingerprint) -> RowsFingerprint:
+    def __add__(self, other: RowsDigest) -> RowsDigest:
         if other.method != self.method:
-            raise ValueError(f"cannot add fingerprints of {self.method!r} and {other.method!r}")
-        return RowsFingerprint(self.rows + other.rows, self.hash_sum + other.hash_sum, self.method)
+            raise ValueError(f"cannot add digests of {self.method!r} and {other.method!r}")
+        return RowsDigest(self.rows + other.rows, self.hash_sum + other.hash_sum, self.method)
 
-    def comparable(self, other: RowsFingerprint) -> bool:
+    def comparable(self, other: RowsDigest) -> bool:
         """Taken the same way: only then does a difference mean different rows."""
         return self.method == other.method
 
     @property
     def short(self) -> str:
-        """A few hex digits for messages: enough to tell two fingerprints apart by eye."""
+        """A few hex digits for messages: enough to tell two digests apart by eye."""
         return f"{self.hash_sum % 16**12:012x}"
 
     def to_text(self) -> str:
@@ -87,8 +87,8 @@ class RowsFingerprint:
         return f"{self.method}:{self.rows}:{self.hash_sum}"
 
     @classmethod
-    def from_text(cls, text: str) -> RowsFingerprint | None:
-        """The fingerprint :meth:`to_text` wrote; None for an empty or unreadable text (nothing to compare)."""
+    def from_text(cls, text: str) -> RowsDigest | None:
+        """The digest :meth:`to_text` wrote; None for an empty or unreadable text (nothing to compare)."""
         method, _, numbers = text.partition(":")
         rows, _, total = numbers.partition(":")
         if not method or not rows.isdigit() or not total.isdigit():
@@ -96,13 +96,13 @@ class RowsFingerprint:
         return cls(int(rows), int(total), method)
 
 
-def fingerprint_sql(relation: str, *, where: str = "") -> str:
+def digest_sql(relation: str, *, where: str = "") -> str:
     """``SELECT count(*), sum(row hash) FROM relation [WHERE ...]``: what both sides run."""
     return f"SELECT count(*), sum({row_hash_sql()}) FROM {relation}" + (f" WHERE {where}" if where else "")
 
 
-class StreamFingerprint:
-    """Fingerprint of the clean rows of a stream of batches, on one single-threaded in-memory DuckDB.
+class StreamDigest:
+    """Digest of the clean rows of a stream of batches, on one single-threaded in-memory DuckDB.
 
     One thread: the month's writer threads already use the cores, and a batch of 256 Ki rows takes ~30 ms.
     """
@@ -111,10 +111,10 @@ class StreamFingerprint:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._rows = 0
         self._sum = 0
-        self._all = fingerprint_sql("batch")
-        self._kept = fingerprint_sql("batch", where=_KEEP)
+        self._all = digest_sql("batch")
+        self._kept = digest_sql("batch", where=_KEEP)
 
-    def __enter__(self) -> StreamFingerprint:
+    def __enter__(self) -> StreamDigest:
         self._con = duckdb.connect(config={"threads": "1"})
         return self
 
@@ -128,7 +128,7 @@ class StreamFingerprint:
     def add(self, batch: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> None:
         """Count the rows of ``batch`` where ``keep`` is true (every row when ``keep`` is None)."""
         if self._con is None:
-            raise RuntimeError("StreamFingerprint.add outside its `with` block")
+            raise RuntimeError("StreamDigest.add outside its `with` block")
         data = batch if keep is None else batch.append_column(_KEEP, keep)  # zero-copy: the same buffers
         self._con.register("batch", data)
         try:
@@ -139,5 +139,5 @@ class StreamFingerprint:
             self._rows += int(row[0] or 0)
             self._sum += int(row[1] or 0)
 
-    def result(self) -> RowsFingerprint:
-        return RowsFingerprint(self._rows, self._sum)
+    def result(self) -> RowsDigest:
+        return RowsDigest(self._rows, self._sum)

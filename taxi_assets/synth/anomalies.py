@@ -51,7 +51,6 @@ A17_RULES: Final = (
     "null_required",
 )
 A17_PREFIX: Final = "A17:"
-PAIRED_IDS: Final = frozenset({"A13"})  # both rows of a pair are reported
 CATEGORY_IDS: Final = (*REALISTIC_RATES, *(A17_PREFIX + rule for rule in A17_RULES))
 
 

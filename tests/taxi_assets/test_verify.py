@@ -29,7 +29,7 @@ from taxi_assets.io import parquet_files as _write
 from taxi_assets.io.duckdb import open_connection
 from taxi_assets.io.parquet_files import FileSeries, data_schema
 from taxi_assets.model.cleaning import PICKUP_TOLERANCE
-from taxi_assets.model.row_digest import RowsFingerprint
+from taxi_assets.model.row_digest import RowsDigest
 from taxi_assets.model.schema import REQUIRED, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.synth import write_month_file
@@ -89,15 +89,13 @@ def clean_rows(cfg: Settings) -> pa.Table:
 def test_every_check_passes_on_a_real_run_and_is_returned_to_the_step(month):
     cfg, result = month
     assert [c["check"] for c in result.checks] == list(CHECK_NAMES)  # what steps.run_month got
-    by_fingerprint = next(c for c in result.checks if c["check"] == "no_duplicates_introduced")
-    streamed = RowsFingerprint.from_text(result.rows_fingerprint)
+    by_digest = next(c for c in result.checks if c["check"] == "no_duplicates_introduced")
+    streamed = RowsDigest.from_text(result.rows_digest)
     assert streamed is not None
     assert streamed.rows == result.rows_written
-    assert by_fingerprint["passed"]
-    assert (
-        by_fingerprint["expected"] == f"{streamed.rows} rows, fingerprint {streamed.short} (the rows the run streamed)"
-    )
-    assert by_fingerprint["observed"] == f"{streamed.rows} rows, fingerprint {streamed.short}"
+    assert by_digest["passed"]
+    assert by_digest["expected"] == f"{streamed.rows} rows, digest {streamed.short} (the rows the run streamed)"
+    assert by_digest["observed"] == f"{streamed.rows} rows, digest {streamed.short}"
     checks = checks_of(cfg, result, source_uri=f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet")
     assert failed(checks) == []
     assert checks["no_duplicates_introduced"].expected == "<= 0 (in the source file)"
@@ -166,10 +164,10 @@ def test_duplicates_introduced_by_a_write_fail_unless_the_source_had_them(month,
     assert not without_source["no_duplicates_introduced"].passed
 
 
-def streamed(result: MonthResult) -> RowsFingerprint:
-    fingerprint = RowsFingerprint.from_text(result.rows_fingerprint)
-    assert fingerprint is not None
-    return fingerprint
+def streamed(result: MonthResult) -> RowsDigest:
+    digest = RowsDigest.from_text(result.rows_digest)
+    assert digest is not None
+    return digest
 
 
 def duplicated(rows: pa.Table) -> pa.Table:
@@ -181,7 +179,7 @@ def lost_and_duplicated(rows: pa.Table) -> pa.Table:
 
 
 def altered(rows: pa.Table) -> pa.Table:
-    """Another trip in row 0's place: its fare differs (an identity column, :data:`fingerprint.IDENTITY`)."""
+    """Another trip in row 0's place: its fare differs (an identity column, :data:`digest.IDENTITY`)."""
     fares = rows.column("base_passenger_fare").to_pylist()
     fares[0] = fares[0] + 0.01
     index = rows.schema.get_field_index("base_passenger_fare")
@@ -204,26 +202,24 @@ def test_rows_that_differ_from_the_stream_fail_no_duplicates_introduced_saying_h
     version = write_partition(uri, rows, MONTH)
     counts = {"rows_written": rows.num_rows, "rows_source": rows.num_rows + result.rows_quarantined}
     source = f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet"
-    fingerprint = streamed(result)
-    checks = checks_of(
-        cfg, result, trips_uri=uri, trips_version=version, source_uri=source, fingerprint=fingerprint, **counts
-    )
+    digest = streamed(result)
+    checks = checks_of(cfg, result, trips_uri=uri, trips_version=version, source_uri=source, digest=digest, **counts)
     assert failed(checks) == ["no_duplicates_introduced"]
     bad = checks["no_duplicates_introduced"]
-    assert bad.observed.startswith(f"{observed} ({rows.num_rows} rows, fingerprint ")
-    assert bad.expected == f"{result.rows_written} rows, fingerprint {fingerprint.short} (the rows the run streamed)"
+    assert bad.observed.startswith(f"{observed} ({rows.num_rows} rows, digest ")
+    assert bad.expected == f"{result.rows_written} rows, digest {digest.short} (the rows the run streamed)"
     message = str(CheckFailed(bad.partition, bad.check, bad.observed, bad.expected))
     assert f"check 'no_duplicates_introduced' failed: observed {observed}" in message
 
-    without_source = checks_of(cfg, result, trips_uri=uri, trips_version=version, fingerprint=fingerprint, **counts)
+    without_source = checks_of(cfg, result, trips_uri=uri, trips_version=version, digest=digest, **counts)
     assert without_source["no_duplicates_introduced"].observed.startswith(observed.removesuffix(", source has 0"))
     assert "source has" not in without_source["no_duplicates_introduced"].observed
 
 
-def test_a_fingerprint_of_another_duckdb_version_falls_back_on_counting_duplicates(month):
+def test_a_digest_of_another_duckdb_version_falls_back_on_counting_duplicates(month):
     cfg, result = month
-    foreign = RowsFingerprint(result.rows_written, 1, method="duckdb-0.0.1-hash-sum")
-    checks = checks_of(cfg, result, fingerprint=foreign)
+    foreign = RowsDigest(result.rows_written, 1, method="duckdb-0.0.1-hash-sum")
+    checks = checks_of(cfg, result, digest=foreign)
     assert failed(checks) == []
     assert checks["no_duplicates_introduced"].expected.startswith("<= 0 (spec:")
 
@@ -238,7 +234,7 @@ def test_a_source_with_its_own_duplicates_passes_and_the_fast_path_never_reads_t
         (dups,) = con.execute("SELECT count(*) - count(DISTINCT t) FROM (SELECT * FROM trips) t").fetchone()
     assert dups > 0  # the written month holds the source's own duplicates
 
-    Path(made.uri).unlink()  # a fingerprint that matches needs no source file
+    Path(made.uri).unlink()  # a digest that matches needs no source file
     checks = {c.check: c for c in verify_month(result, source, cfg, run_id=run_id)}
     assert all(c.passed for c in checks.values())
     assert checks["no_duplicates_introduced"].expected.endswith("(the rows the run streamed)")

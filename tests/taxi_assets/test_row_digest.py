@@ -1,7 +1,7 @@
-"""The row fingerprint: what the stream takes (dictionary strings, keep masks) is what DuckDB reads back.
+"""The row digest: what the stream takes (dictionary strings, keep masks) is what DuckDB reads back.
 
 Every era's published schema goes through the real reader, casts, rules and writer into a real Delta table;
-the fingerprint DuckDB computes over the committed month must equal the streamed one exactly."""
+the digest DuckDB computes over the committed month must equal the streamed one exactly."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from taxi_assets.io.duckdb import open_connection, register_table
 from taxi_assets.io.parquet_files import WriteLayout
-from taxi_assets.io.sink import ROWS_FINGERPRINT, Written, write_month
-from taxi_assets.model.row_digest import IDENTITY, METHOD, RowsFingerprint, StreamFingerprint, fingerprint_sql
+from taxi_assets.io.sink import ROWS_DIGEST, Written, write_month
+from taxi_assets.model.row_digest import IDENTITY, METHOD, RowsDigest, StreamDigest, digest_sql
 from taxi_assets.model.schema import COLUMN_NAMES, PARTITION_COLUMN, REQUIRED, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.synth import write_month_file
@@ -44,22 +44,22 @@ def write(cfg: Settings, month: str, source: SourceFile) -> Written:
     return write_month(source, cfg, record, now=lambda: "2026-11-24T00:00:00+00:00", layout=SMALL)
 
 
-def committed(cfg: Settings, month: str, version: int) -> RowsFingerprint:
-    """The fingerprint of the committed month, as the checks take it (DuckDB over the pinned Delta version)."""
+def committed(cfg: Settings, month: str, version: int) -> RowsDigest:
+    """The digest of the committed month, as the checks take it (DuckDB over the pinned Delta version)."""
     con = open_connection()
     try:
         register_table(con, "t", cfg.trips_uri, schema=trips_schema(), version=version)
-        rows, total = con.execute(fingerprint_sql("t", where=f"{PARTITION_COLUMN} = ?"), [month]).fetchone()
+        rows, total = con.execute(digest_sql("t", where=f"{PARTITION_COLUMN} = ?"), [month]).fetchone()
     finally:
         con.close()
-    return RowsFingerprint(rows, int(total or 0))
+    return RowsDigest(rows, int(total or 0))
 
 
-def streamed(*batches: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> RowsFingerprint:
-    with StreamFingerprint() as fingerprint:
+def streamed(*batches: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> RowsDigest:
+    with StreamDigest() as digest:
         for batch in batches:
-            fingerprint.add(batch, keep)
-        return fingerprint.result()
+            digest.add(batch, keep)
+        return digest.result()
 
 
 def written_rows(cfg: Settings, month: str) -> pa.Table:
@@ -68,19 +68,19 @@ def written_rows(cfg: Settings, month: str) -> pa.Table:
 
 
 @pytest.mark.parametrize("month", ERAS)
-def test_streamed_fingerprint_equals_the_committed_one_in_every_era(tmp_path, month):
+def test_streamed_digest_equals_the_committed_one_in_every_era(tmp_path, month):
     cfg = settings(tmp_path)
     # stress: nulls in optional and required columns, bad flags, off-month pickups...; plus exact duplicates
     written = write(cfg, month, synth_source(cfg, month, 3_000, extra={"exact_duplicate": 0.01}))
 
     assert written.rows_quarantined > 0  # the keep mask was exercised
-    assert written.fingerprint.rows == written.rows_written
-    assert written.fingerprint == committed(cfg, month, written.trips_version)
+    assert written.digest.rows == written.rows_written
+    assert written.digest == committed(cfg, month, written.trips_version)
     extra = read_records(cfg.trips_uri)[month].latest_success.extra
-    assert RowsFingerprint.from_text(extra[ROWS_FINGERPRINT]) == written.fingerprint
+    assert RowsDigest.from_text(extra[ROWS_DIGEST]) == written.digest
 
 
-def test_nulls_nan_and_signed_zeros_fingerprint_alike_on_both_sides(tmp_path):
+def test_nulls_nan_and_signed_zeros_digest_alike_on_both_sides(tmp_path):
     month = "2022-09"
     cfg = settings(tmp_path)
     table = with_values(
@@ -94,11 +94,11 @@ def test_nulls_nan_and_signed_zeros_fingerprint_alike_on_both_sides(tmp_path):
         },
     )
     written = write(cfg, month, write_source(tmp_path / "src", month, table))
-    assert written.fingerprint.rows == written.rows_written > 1_990
-    assert written.fingerprint == committed(cfg, month, written.trips_version)
+    assert written.digest.rows == written.rows_written > 1_990
+    assert written.digest == committed(cfg, month, written.trips_version)
 
 
-def test_dictionary_and_plain_strings_fingerprint_alike_and_the_keep_mask_selects_rows(tmp_path):
+def test_dictionary_and_plain_strings_digest_alike_and_the_keep_mask_selects_rows(tmp_path):
     month = "2023-02"
     cfg = settings(tmp_path)
     written = write(cfg, month, synth_source(cfg, month, 1_500))
@@ -106,13 +106,13 @@ def test_dictionary_and_plain_strings_fingerprint_alike_and_the_keep_mask_select
     dictionary = pa.Table.from_batches([plain]).cast(trips_batch_schema()).to_batches()[0]
     assert pa.types.is_dictionary(dictionary.schema.field("hvfhs_license_num").type)
 
-    assert streamed(plain) == streamed(dictionary) == written.fingerprint
+    assert streamed(plain) == streamed(dictionary) == written.digest
     keep = pa.array([i % 3 != 0 for i in range(plain.num_rows)])
     assert streamed(dictionary, keep=keep) == streamed(plain.filter(keep))
     assert streamed(dictionary, keep=keep).rows == keep.true_count
 
 
-def test_the_fingerprint_ignores_order_and_sees_a_duplicated_lost_or_altered_trip():
+def test_the_digest_ignores_order_and_sees_a_duplicated_lost_or_altered_trip():
     canonical = _canonical(valid_month("2023-03", 400))
     order = list(range(canonical.num_rows))
     random.Random(7).shuffle(order)
@@ -142,14 +142,14 @@ def test_the_identity_columns_are_required_in_schema_order_and_the_only_ones_has
 
 
 def test_text_round_trip_and_only_the_same_method_compares():
-    fp = RowsFingerprint(16_000_000, 147444755723445527112158316)
-    assert RowsFingerprint.from_text(fp.to_text()) == fp
+    fp = RowsDigest(16_000_000, 147444755723445527112158316)
+    assert RowsDigest.from_text(fp.to_text()) == fp
     assert fp.to_text().startswith(f"{METHOD}:16000000:")
-    assert RowsFingerprint.from_text("") is None
-    assert RowsFingerprint.from_text("garbage") is None
-    other = RowsFingerprint(1, 2, method="duckdb-0.0.1-hash-sum")
+    assert RowsDigest.from_text("") is None
+    assert RowsDigest.from_text("garbage") is None
+    other = RowsDigest(1, 2, method="duckdb-0.0.1-hash-sum")
     assert not fp.comparable(other)
-    assert fp + RowsFingerprint(1, 2) == RowsFingerprint(16_000_001, 147444755723445527112158318)
+    assert fp + RowsDigest(1, 2) == RowsDigest(16_000_001, 147444755723445527112158318)
     with pytest.raises(ValueError, match="cannot add"):
         fp + other
 
@@ -157,7 +157,7 @@ def test_text_round_trip_and_only_the_same_method_compares():
 def test_add_outside_the_with_block_is_refused():
     batch = pa.record_batch({"a": [1]})
     with pytest.raises(RuntimeError, match="outside"):
-        StreamFingerprint().add(batch)
+        StreamDigest().add(batch)
 
 
 def _canonical(table: pa.Table) -> pa.Table:
