@@ -41,6 +41,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, PostCommitHookProperties
 
+from partitions._storage import delta_storage_options
 from partitions.delta_log import find_record, maybe_write_state_checkpoint
 from partitions.errors import (
     CommitConflictExhausted,
@@ -197,13 +198,18 @@ def record_failure(
     storage_options: Mapping[str, str] | None = None,
     stats: CommitStats | None = None,
 ) -> int | None:
-    """Commit a ``status="failed"`` record with no data action; None (and a warning) when even that fails.
+    """Commit a ``status="failed"`` or ``"rejected"`` record with no data action; None (and a warning) when even
+    that fails.
 
     The empty commit never touches rows, so the previous success stays readable while the plan shows the
-    failure and its error. A failure to record must not hide the error being recorded, hence no raise.
+    failure (transient: retried next run) or the rejection (bad input: kept until its source or code changes)
+    and its error. A failure to record must not hide the error being recorded, hence no raise.
     """
     if record.succeeded:
-        raise ValueError(f"{record.partition}: record_failure needs status='failed', not {record.status!r}")
+        raise ValueError(
+            f"{record.partition}: record_failure needs status 'failed' or 'rejected', not {record.status!r}; "
+            "a success is committed with its data by overwrite_partition or commit_files"
+        )
     try:
         _ensure_table(table_uri, schema, column, storage_options, partition=record.partition)
 
@@ -351,10 +357,11 @@ def _ensure_table(
 ) -> None:
     """Create the table with an empty CREATE commit if absent; a creator racing us is as good as us.
 
-    The first request a write makes to the store: a refusing or unreachable store is named here.
+    The first request a write makes to the store: a refusing or unreachable store is named here, after bounded
+    waits (``delta_storage_options``), not delta-rs's 3 minutes of retries.
     """
     with storage_errors_named(table_uri, partition):
-        _create_if_absent(table_uri, schema, column, dict(options or {}))
+        _create_if_absent(table_uri, schema, column, delta_storage_options(table_uri, options))
 
 
 def _create_if_absent(table_uri: str, schema: pa.Schema, column: str, opts: dict[str, str]) -> None:

@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""The one DuckDB adapter: a connection with the extensions loaded from their wheels, S3 keys as a secret, Delta
+tables as views.
+
+Extensions come from the PyPI packages ``duckdb_extension_httpfs`` / ``duckdb_extension_delta`` by file path
+(autoload and autoinstall are off: no download at run time). Either may be missing or broken; a connection
+without them still works through the Arrow path (``deltalake`` opens the table, DuckDB scans the dataset), so a
+missing extension costs one warning, not the run. Keys reach DuckDB only as secret parameters, never as SQL text.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from partitions import delta_storage_options, open_table
 from taxi_assets.errors import QueryFailed
 
 Access = Literal["delta_scan", "arrow", "empty"]
@@ -96,7 +104,7 @@ def register_table(
     """
     opts = dict(storage_options or {}) or None
     try:
-        exists = DeltaTable.is_deltatable(table_uri, storage_options=opts)
+        exists = DeltaTable.is_deltatable(table_uri, storage_options=delta_storage_options(table_uri, opts))
         if not exists:
             register_arrow(con, name, schema.empty_table())
             return "empty"
@@ -109,7 +117,7 @@ def register_table(
                 return "delta_scan"
             except duckdb.Error:
                 con.execute(f"DROP VIEW IF EXISTS {name}")
-        dataset = DeltaTable(table_uri, version=version, storage_options=opts).to_pyarrow_dataset()
+        dataset = open_table(table_uri, version=version, storage_options=opts).to_pyarrow_dataset()
     except QueryFailed:
         raise
     except Exception as exc:  # deltalake and object_store errors have no common root; the message says why

@@ -130,8 +130,21 @@ def test_record_failure_creates_the_table_when_the_first_attempt_fails(tmp_path)
     version = record_failure(uri, record("2019-02", status="failed", error="x"), schema=SCHEMA, column=COLUMN)
     assert version == 1
     assert rows_of(uri).num_rows == 0
-    with pytest.raises(ValueError, match="status='failed'"):
+    with pytest.raises(ValueError, match="'failed' or 'rejected', not 'success'"):
         record_failure(uri, record("2019-02"), schema=SCHEMA, column=COLUMN)
+
+
+def test_record_failure_commits_a_rejection_and_the_rows_stay(tmp_path):
+    uri = str(tmp_path / "events")
+    write(uri, "2019-02")
+    before = rows_of(uri)
+    rejected = record("2019-02", "run-2", status="rejected", error="bad column")
+    version = record_failure(uri, rejected, schema=SCHEMA, column=COLUMN)
+    assert version == 2
+    assert rows_of(uri).equals(before)
+    found = read_records(uri)["2019-02"].latest_failure
+    assert found is not None
+    assert (found.run_id, found.status, found.error) == ("run-2", "rejected", "bad column")
 
 
 def test_reconcile_finds_a_commit_whose_response_was_lost(tmp_path):
