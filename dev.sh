@@ -17,7 +17,8 @@ if [ ! -x .venv/bin/uv ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"
 fi
 # --locked: a lock file out of date with pyproject.toml fails here instead of resolving something new.
-UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync --locked --quiet --python .venv/bin/python
+# --all-extras: the report and s3-demo extras too, and the dev group (tests, ruff, mypy) by default.
+UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync --locked --all-extras --quiet --python .venv/bin/python
 
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_HOME="${PREFECT_HOME:-$PWD/.venv/prefect-home}"

@@ -7,12 +7,12 @@ delta-rs calls hang, because the server thread needs the GIL that the blocked Ru
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from servers import S3Server, free_port, wait_until_listening
+from servers import S3Server
+
+from taxi_assets.cli.local_s3 import moto_server
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -20,19 +20,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    """One moto_server process for the whole run."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        endpoint = wait_until_listening(f"http://127.0.0.1:{port}")
+    """One moto_server process for the whole run (the demo's launcher: a process of its own)."""
+    with moto_server() as endpoint:
         yield S3Server(endpoint=endpoint)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

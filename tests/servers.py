@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 
+from taxi_assets.cli.local_s3 import free_port, wait_until_listening
+
+__all__ = ["S3Server", "free_port", "wait_until_listening"]
+
 TEST_KEY_ID = "testing-key-id"
 TEST_SECRET = "testing-secret-Zq8vN3"  # scanned for by the secret-leak tests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(url: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return url
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"S3 test server did not start at {url}")
 
 
 @dataclass(frozen=True)

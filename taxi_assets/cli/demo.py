@@ -9,11 +9,8 @@ S3-compatible server (moto) in its own process for the length of the demo.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +18,9 @@ from typing import Final
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
-from taxi_assets.analysts.report import render_report
 from taxi_assets.assets.daily_summary import stale_summary_months
 from taxi_assets.assets.trips import plan_months
+from taxi_assets.cli.local_s3 import moto_server
 from taxi_assets.cli.render import checks_table, console, months_table, results_table, status_rows
 from taxi_assets.errors import PartitionsFailed
 from taxi_assets.io.sources import list_months
@@ -113,7 +110,11 @@ def _story(cfg: Settings, args: argparse.Namespace, *, throwaway: bool = False) 
     recorded = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
     out.print(months_table(status_rows(plan.rows, recorded), title=f"Status of {cfg.sink}"))
     out.print(f"Source: {cfg.source}\nTables: {cfg.trips_uri}, {cfg.quarantine_uri}, {cfg.checks_uri}")
-    if args.report:
+    if args.report and importlib.util.find_spec("papermill") is None:
+        out.print("No quality report: it needs the report extra (pip install 'taxi-assets[report]').")
+    elif args.report:
+        from taxi_assets.analysts.report import render_report  # the report extra: imported only when used
+
         out.rule("Quality report")
         path = render_report(cfg.sink, args.report)
         out.print(f"Quality report (one offline HTML file): {path.resolve()}")
@@ -151,46 +152,24 @@ def _run(pipeline: object, cfg: Settings) -> int:
 
 @contextmanager
 def local_s3_server() -> Iterator[str]:
-    """A moto S3 server as a separate process (in-process, delta-rs calls would hang on the GIL)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    """A moto S3 server for the demo's length, the standard AWS_* variables pointed at it meanwhile."""
     saved = {
         k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
     }
-    try:
-        _wait(endpoint)
-        os.environ.update(
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_ACCESS_KEY_ID=DEMO_KEY_ID,
-            AWS_SECRET_ACCESS_KEY=DEMO_SECRET,
-            AWS_REGION="us-east-1",
-        )
-        req = urllib.request.Request(f"{endpoint}/{DEMO_BUCKET}", method="PUT")
-        urllib.request.urlopen(req, timeout=10).close()
-        yield endpoint
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _wait(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    with moto_server() as endpoint:
         try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the local S3 server did not start at {url}")
+            os.environ.update(
+                AWS_ENDPOINT_URL=endpoint,
+                AWS_ACCESS_KEY_ID=DEMO_KEY_ID,
+                AWS_SECRET_ACCESS_KEY=DEMO_SECRET,
+                AWS_REGION="us-east-1",
+            )
+            req = urllib.request.Request(f"{endpoint}/{DEMO_BUCKET}", method="PUT")
+            urllib.request.urlopen(req, timeout=10).close()
+            yield endpoint
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
