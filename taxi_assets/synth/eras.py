@@ -6,18 +6,19 @@ Everything here is pure and keyed by a "YYYY-MM" month string. Numbers come from
 
 from __future__ import annotations
 
-import re
 from types import MappingProxyType
 from typing import Final, Literal
 
 import numpy as np
 import pyarrow as pa
 
+from partitions import keys
+from partitions.errors import InvalidPartitionKey
+
 Era = Literal["A", "B", "C", "D", "E"]
 Layout = Literal["single", "arrow-1Mi", "nonuniform", "daily"]
 
 FIRST_MONTH: Final = "2019-02"  # HVFHS licensing starts; no fhvhv file exists before it
-_MONTH_RE: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 # Spec 1.2: months whose published Arrow schema has a `null`-typed column.
 NULL_TYPED_COLUMNS: Final = MappingProxyType(
@@ -105,21 +106,22 @@ _ERA_STARTS: Final[tuple[tuple[Era, str], ...]] = (
 
 
 def parse_month(month: str) -> tuple[int, int]:
-    """Split "YYYY-MM" into (year, month); refuses anything before the first fhvhv file."""
-    match = _MONTH_RE.match(month)
-    if match is None:
-        raise ValueError(f"month must look like '2024-03', got {month!r}")
+    """Split "YYYY-MM" into (year, month): a partition key (:func:`partitions.keys.parse_month`) of the fhvhv era."""
+    try:
+        keys.parse_month(month)
+    except InvalidPartitionKey:
+        raise ValueError(f"month must look like '2024-03', got {month!r}") from None
     if month < FIRST_MONTH:
         raise ValueError(f"no fhvhv data before {FIRST_MONTH}, got {month!r}")
-    return int(match.group(1)), int(match.group(2))
+    year, mon = month.split("-")
+    return int(year), int(mon)
 
 
 def month_bounds(month: str) -> tuple[np.datetime64, np.datetime64]:
     """First second of the month and first second of the next month, both naive (NY local)."""
     parse_month(month)
-    start = np.datetime64(f"{month}-01T00:00:00", "s")
-    end = (np.datetime64(month, "M") + 1).astype("datetime64[s]")
-    return start, end
+    start, end = keys.month_bounds(month)
+    return np.datetime64(start, "s"), np.datetime64(end, "s")
 
 
 def era_of(month: str) -> Era:
