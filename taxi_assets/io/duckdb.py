@@ -9,6 +9,7 @@ missing extension costs one warning, not the run. Keys reach DuckDB only as secr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
@@ -28,6 +29,22 @@ _SECRET_KEYS: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 _CONFIG: Final = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+EXTENSIONS: Final = ("httpfs", "delta")
+_WARNED: set[str] = set()  # extensions already warned about in this process
+
+
+class ExtensionUnavailable(UserWarning):
+    """A DuckDB extension could not be loaded from its wheel; queries take the (slower) Arrow path instead."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(name, detail)
+        self.name, self.detail = name, detail
+
+    def __str__(self) -> str:
+        return (
+            f"DuckDB extension {self.name} not loaded ({self.detail}); Delta tables are read through deltalake's "
+            f"Arrow dataset instead. To restore it: pip install 'duckdb-extension-{self.name}=={duckdb.__version__}'"
+        )
 
 
 def redact(text: str, storage_options: Mapping[str, str] | None) -> str:
@@ -39,18 +56,50 @@ def redact(text: str, storage_options: Mapping[str, str] | None) -> str:
 
 
 def open_connection(
-    *, storage_options: Mapping[str, str] | None = None, scope: str | None = None
+    *, storage_options: Mapping[str, str] | None = None, scope: str | None = None, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with httpfs and delta loaded from the wheels and, given keys, an S3 secret."""
-    con = duckdb.connect(config=dict(_CONFIG))
-    for name in ("httpfs", "delta"):
-        try:
-            con.execute(f"LOAD {_literal(str(extension_path(name)))}")
-        except duckdb.Error:  # missing or incompatible wheel: the Arrow dataset path still works
-            continue
+    """An in-memory DuckDB with httpfs and delta loaded from the wheels and, given keys, an S3 secret.
+
+    ``threads`` caps DuckDB's worker threads (default: one per core of the host, which oversubscribes a host
+    running several Dask workers: pass the worker's share of the cores).
+    A missing or broken extension package costs one :class:`ExtensionUnavailable` warning per process and the
+    connection still opens: views fall back to the Arrow dataset path.
+    """
+    config: dict[str, str | int] = dict(_CONFIG)
+    if threads is not None:
+        config["threads"] = max(1, int(threads))
+    con = duckdb.connect(config=config)
+    for name in EXTENSIONS:
+        load_extension(con, name)
     if storage_options:
         add_s3_secret(con, storage_options, scope=scope)
     return con
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Load extension ``name`` from its wheel into ``con``; False, with one warning per process, if it cannot be.
+
+    Why not raise: both extensions only speed things up or add a path (S3 scans in DuckDB, ``delta_scan``);
+    :func:`register_table` reads the same table through deltalake's Arrow dataset without them.
+    """
+    try:
+        path = extension_path(name)
+    except Exception as exc:  # the wheel is missing (ImportError) or its package is broken in any other way
+        _warn_unavailable(name, exc)
+        return False
+    try:
+        con.execute(f"LOAD {_literal(str(path))}")
+    except duckdb.Error as exc:  # no file for this DuckDB version, a truncated or incompatible file
+        _warn_unavailable(name, exc)
+        return False
+    return True
+
+
+def _warn_unavailable(name: str, exc: BaseException) -> None:
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    warnings.warn(ExtensionUnavailable(name, f"{type(exc).__name__}: {_one_line(exc)}"), stacklevel=3)
 
 
 def add_s3_secret(
