@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Final
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taxi_assets.model.batch_sql import BatchSQL
 from taxi_assets.model.schema import PARTITION_COLUMN
 from taxi_assets.model.zones import zone_lookup
 
@@ -88,7 +87,7 @@ def summary_schema() -> pa.Schema:
     )
 
 
-class StreamSummary:
+class StreamSummary(BatchSQL):
     """The summary of one month from a stream of ``trips`` batches: numpy per batch, DuckDB across batches.
 
     Each batch's clean rows are summed on one dense key (day x licence x pickup borough x dropoff borough, a few
@@ -99,6 +98,7 @@ class StreamSummary:
     """
 
     def __init__(self, month: str) -> None:
+        super().__init__("StreamSummary")
         self.month = month
         self.rows = 0
         zones = zone_lookup()
@@ -110,18 +110,6 @@ class StreamSummary:
             {"code": pa.array(range(len(names.dictionary)), pa.int16()), "borough": names.dictionary}
         )
         self._partials: list[pa.Table] = []
-        self._con: duckdb.DuckDBPyConnection | None = None
-
-    def __enter__(self) -> StreamSummary:
-        self._con = duckdb.connect(config={"threads": "1"})
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
 
     def _borough_codes(self, location_ids: pa.Array) -> np.ndarray:
         """Each row's borough code; :attr:`_null_borough` for a null ID or one the zone lookup does not have."""
@@ -130,17 +118,6 @@ class StreamSummary:
             ids = np.where((ids >= 0) & (ids < LOCATION_CODES), ids, 0)
         codes: np.ndarray = self._borough_of[ids]
         return codes
-
-    def _query(self, sql: str, **relations: pa.Table) -> pa.Table:
-        if self._con is None:
-            raise RuntimeError("StreamSummary used outside its `with` block")
-        for name, table in relations.items():
-            self._con.register(name, table)
-        try:
-            return self._con.execute(sql).to_arrow_table()
-        finally:
-            for name in relations:
-                self._con.unregister(name)
 
     def add(self, batch: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> None:
         """Sum the rows of ``batch`` where ``keep`` is true (every row when ``keep`` is None)."""
@@ -189,7 +166,7 @@ class StreamSummary:
         )
         self.rows += int(counts.sum())
         if len(self._partials) >= MAX_PARTIALS:
-            self._partials = [self._query(MERGE_SQL, partials=pa.concat_tables(self._partials))]
+            self._partials = [self.table(MERGE_SQL, partials=pa.concat_tables(self._partials))]
 
     def _codes(self, codes: np.ndarray) -> pa.Array:
         return pa.array(codes.astype(np.int16), mask=codes == self._null_borough)
@@ -208,7 +185,7 @@ class StreamSummary:
         """The month's summary rows on :func:`summary_schema`, sorted by day, company and boroughs."""
         partials = pa.concat_tables(self._partials) if self._partials else _EMPTY_PARTIAL
         companies = pa.table({"license": list(COMPANIES), "company": list(COMPANIES.values())})
-        named = self._query(FINAL_SQL, partials=partials, companies=companies, boroughs=self._boroughs)
+        named = self.table(FINAL_SQL, partials=partials, companies=companies, boroughs=self._boroughs)
         month_column = pa.array([self.month] * named.num_rows, pa.string())
         return named.append_column(PARTITION_COLUMN, month_column).cast(summary_schema())
 

@@ -30,11 +30,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 import duckdb
 import pyarrow as pa
+
+from taxi_assets.model.batch_sql import BatchSQL
 
 # What tells one trip from another: who, when, where, how far, how much. Timestamps are whole seconds in the
 # published files and a busy second holds several trips; with the zones, the miles and two money columns, two
@@ -101,40 +102,20 @@ def digest_sql(relation: str, *, where: str = "") -> str:
     return f"SELECT count(*), sum({row_hash_sql()}) FROM {relation}" + (f" WHERE {where}" if where else "")
 
 
-class StreamDigest:
-    """Digest of the clean rows of a stream of batches, on one single-threaded in-memory DuckDB.
-
-    One thread: the month's writer threads already use the cores, and a batch of 256 Ki rows takes ~30 ms.
-    """
+class StreamDigest(BatchSQL):
+    """Digest of the clean rows of a stream of batches (:class:`BatchSQL`: one single-threaded DuckDB)."""
 
     def __init__(self) -> None:
-        self._con: duckdb.DuckDBPyConnection | None = None
+        super().__init__("StreamDigest")
         self._rows = 0
         self._sum = 0
         self._all = digest_sql("batch")
         self._kept = digest_sql("batch", where=_KEEP)
 
-    def __enter__(self) -> StreamDigest:
-        self._con = duckdb.connect(config={"threads": "1"})
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
-
     def add(self, batch: pa.RecordBatch, keep: pa.BooleanArray | None = None) -> None:
         """Count the rows of ``batch`` where ``keep`` is true (every row when ``keep`` is None)."""
-        if self._con is None:
-            raise RuntimeError("StreamDigest.add outside its `with` block")
         data = batch if keep is None else batch.append_column(_KEEP, keep)  # zero-copy: the same buffers
-        self._con.register("batch", data)
-        try:
-            row = self._con.execute(self._all if keep is None else self._kept).fetchone()
-        finally:
-            self._con.unregister("batch")
+        row = self.row(self._all if keep is None else self._kept, batch=data)
         if row is not None:
             self._rows += int(row[0] or 0)
             self._sum += int(row[1] or 0)
