@@ -65,7 +65,7 @@ def open_connection(
     A missing or broken extension package costs one :class:`ExtensionUnavailable` warning per process and the
     connection still opens: views fall back to the Arrow dataset path.
     """
-    config: dict[str, str | int] = dict(_CONFIG)
+    config: dict[str, str | bool | int | float | list[str]] = dict(_CONFIG)
     if threads is not None:
         config["threads"] = max(1, int(threads))
     con = duckdb.connect(config=config)
