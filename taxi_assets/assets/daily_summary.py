@@ -168,8 +168,8 @@ def summarize(trips_uri: str, month: str, *, version: int, storage_options: dict
 def _read_ahead(reader: pa.RecordBatchReader, depth: int = 4) -> Iterator[pa.RecordBatch]:
     """``reader``'s batches, read by a thread ahead of the consumer: DuckDB scans while the summary sums.
 
-    Pulled on the consumer's thread, the scan and the aggregation take turns (2.2 s at 16 M rows); read ahead,
-    they overlap (1.2 s). The reader thread stops at the end, on an error (re-raised here) or when the
+    Pulled on the consumer's thread, the scan and the aggregation take turns; read ahead, they overlap (the
+    figures: docs/performance.md). The reader thread stops at the end, on an error (re-raised here) or when the
     consumer leaves early (the queue is drained so the thread is never left blocked).
     """
     ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(depth)

@@ -60,7 +60,8 @@ TRIPS_COLUMNS: Final = (
 
 
 # Per batch: numpy sums of the clean rows on one dense integer key (day, licence, pickup and dropoff borough);
-# bump when that changes. DuckDB's hash aggregation per batch cost 4x the CPU and kept ~150 MB at 16 M rows.
+# bump when that changes. A DuckDB hash aggregation per batch cost several times the CPU and kept a hash table
+# per batch (figures: docs/performance.md, "The month task writes the month's daily_summary").
 PARTIAL_METHOD: Final = "numpy-bincount-1"
 
 
@@ -91,10 +92,11 @@ class StreamSummary(BatchSQL):
     """The summary of one month from a stream of ``trips`` batches: numpy per batch, DuckDB across batches.
 
     Each batch's clean rows are summed on one dense key (day x licence x pickup borough x dropoff borough, a few
-    thousand cells) with ``numpy.bincount``: ~0.02 s of CPU per M rows on the month task's reading thread, no
-    hash table. The partials (one row per cell in use) are merged and named by DuckDB (:data:`MERGE_SQL`,
-    :data:`FINAL_SQL`). Batches carry :data:`TRIPS_COLUMNS` at least (the writer's canonical batches, or a scan of
-    ``trips``), strings plain or dictionary-encoded. Memory is bounded by :data:`MAX_PARTIALS`, not by the month.
+    thousand cells) with ``numpy.bincount`` on the month task's reading thread, no hash table (its cost:
+    docs/performance.md). The partials (one row per cell in use) are merged and named by DuckDB
+    (:data:`MERGE_SQL`, :data:`FINAL_SQL`). Batches carry :data:`TRIPS_COLUMNS` at least (the writer's canonical
+    batches, or a scan of ``trips``), strings plain or dictionary-encoded. Memory is bounded by
+    :data:`MAX_PARTIALS`, not by the month.
     """
 
     def __init__(self, month: str) -> None:
