@@ -28,6 +28,7 @@ import matplotlib as mpl
 from cycler import cycler
 
 from partitions.keys import parse_month
+from taxi_assets.analysts.views import sink_tables
 from taxi_assets.errors import ReportFailed
 from taxi_assets.settings import Settings
 
@@ -78,6 +79,7 @@ def render_report(sink: str, output: str | Path, *, months: Sequence[str] | None
     out = Path(output)
     if not NOTEBOOK.is_file():
         raise ReportFailed(cfg.sink, str(out), f"notebook {NOTEBOOK} not found: reinstall taxi-assets")
+    sink_tables(cfg.sink, cfg.storage_options(cfg.sink))  # NoTablesInSink (exit 2) before any kernel starts
     if importlib.util.find_spec("ipykernel") is None:
         raise ReportFailed(cfg.sink, str(out), f"ipykernel is not installed for {sys.executable} (uv sync)")
     with TemporaryDirectory(prefix="taxi-assets-report-") as tmp:

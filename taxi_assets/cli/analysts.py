@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -31,11 +32,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     """Add the analyst subcommands to the `taxi-assets` parser."""
     p = sub.add_parser(
         "sql",
-        help="run one SQL query over the views trips, quarantine, checks, partitions, zones",
-        description="Views read the Delta tables through their logs; filter on month to prune files.",
+        help="run one reading SQL query over the views trips, quarantine, daily_summary, checks, partitions, zones",
+        description=(
+            "Views read the Delta tables through their logs; filter on month to prune files. Only reading "
+            "statements run, and only the sink's tables can be read (COPY, CREATE, SET, ATTACH are refused)."
+        ),
     )
     p.add_argument("--sink", help="warehouse directory or s3:// URI (env TAXI_ASSETS_SINK; default ./data/warehouse)")
     p.add_argument("--format", default="table", choices=FORMATS, help="table (default), csv or json")
+    p.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="time travel: trips as of its table version N, the other tables as they were then",
+    )
     p.add_argument("query", help='the SQL text, e.g. "SELECT month, count(*) FROM trips GROUP BY 1"; - reads stdin')
     p.set_defaults(handler=cmd_sql)
 
@@ -50,13 +60,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
     sql = sys.stdin.read() if args.query == "-" else args.query
     if not sql.strip():
         raise ConfigurationError("query", 'empty SQL; pass a query such as "SELECT count(*) FROM trips"')
-    result = query(Settings.resolve(sink=args.sink).sink, sql)
-    if args.format == "csv":
-        write_csv(result)
-    elif args.format == "json":
-        sys.stdout.write(json.dumps(result.to_pylist(), default=_json_value, indent=2) + "\n")
-    else:
-        console().print(rich_table(result))
+    result = query(Settings.resolve(sink=args.sink).sink, sql, version=args.version)
+    try:
+        if args.format == "csv":
+            write_csv(result)
+        elif args.format == "json":
+            sys.stdout.write(json.dumps(result.to_pylist(), default=_json_value, indent=2) + "\n")
+        else:
+            console().print(rich_table(result))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it read is what it wanted. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again (the recipe of the `signal` module's docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 
@@ -103,8 +120,9 @@ def _text(value: Any) -> str:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
+    if isinstance(value, Decimal):  # DuckDB's sum of integers is a HUGEINT, which Arrow carries as decimal(38, 0)
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, bytes):
