@@ -133,18 +133,29 @@ class ReportFailed(TaxiAssetsError):
 
 
 class MonthBusy(TaxiAssetsError):
-    """Another run held the month's concurrency slot for longer than this run was willing to wait."""
+    """The month's concurrency slot stayed taken by a live run (or refused by the API) for the whole wait.
+
+    ``holder`` names who held it as the guard judged it (run id, pid, host, since; a dead holder is released,
+    not waited for); ``detail`` is the API's last answer when taking the slot kept failing.
+    """
 
     exit_code: ClassVar[int] = 4
 
-    def __init__(self, partition: str, limit: str, waited: float) -> None:
-        super().__init__(partition, limit, waited)
+    def __init__(self, partition: str, limit: str, waited: float, holder: str = "", detail: str = "") -> None:
+        super().__init__(partition, limit, waited, holder, detail)
         self.partition, self.limit, self.waited = partition, limit, waited
+        self.holder, self.detail = holder, detail
 
     def __str__(self) -> str:
+        if self.detail:
+            return (
+                f"{self.partition}: could not take the month's concurrency slot {self.limit!r} in {self.waited:g} s; "
+                f"the Prefect API kept answering {self.detail}; check the API, then re-run"
+            )
+        held = f"held by {self.holder}" if self.holder else "held by another run"
         return (
-            f"{self.partition}: another run is materializing this month (concurrency limit {self.limit!r} "
-            f"busy for {self.waited:g} s); let it finish, then re-run (TAXI_ASSETS_LOCK_TIMEOUT sets the wait)"
+            f"{self.partition}: month busy: concurrency slot {self.limit!r} {held} for the whole "
+            f"{self.waited:g} s wait; let it finish, then re-run (TAXI_ASSETS_LOCK_TIMEOUT sets the wait)"
         )
 
 

@@ -30,7 +30,6 @@ from prefect.assets import Asset, AssetProperties, add_asset_metadata
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
-from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import as_completed
 from prefect.states import State
@@ -41,10 +40,11 @@ from partitions.source import SourceFile
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, plan_months, run_month
-from taxi_assets.errors import ConfigurationError, MonthBusy, PartitionsFailed  # MonthBusy: also importable here
+from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.model.intents import Intent
 from taxi_assets.orchestration import progress
 from taxi_assets.orchestration.cluster import choose_cluster, preflight_coiled, start_cluster, task_runner_for
+from taxi_assets.orchestration.month_lock import hold_month
 from taxi_assets.settings import S3Credentials, Settings
 
 MONTH_LIMIT_PREFIX: Final = "fhvhv-month-"
@@ -121,20 +121,12 @@ def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) ->
 
 def _materialize_one(source: SourceFile, cfg: Settings, run_id: str, code_version: str) -> MonthResult:
     """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
-    limit = month_limit(source.partition)
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(
-                concurrency(
-                    limit,
-                    occupy=1,
-                    timeout_seconds=cfg.lock_timeout_seconds,
-                    strict=True,  # the flow created the limit: a missing one is a bug, not "no guard"
-                    raise_on_lease_renewal_failure=False,  # a lost lease weakens the guard; Delta still refuses races
-                )
-            )
-        except TimeoutError:
-            raise MonthBusy(source.partition, limit, cfg.lock_timeout_seconds) from None
+    with hold_month(
+        month_limit(source.partition),
+        partition=source.partition,
+        run_id=run_id,
+        timeout_seconds=cfg.lock_timeout_seconds,
+    ):  # waits for a live holder, releases a dead one; MonthBusy names the holder when the wait ends
         result = run_month(source, cfg, run_id=run_id, code_version=code_version)
     common = {"partition": result.partition, "run_id": run_id, "code_version": code_version, "source": source.uri}
     add_asset_metadata(
