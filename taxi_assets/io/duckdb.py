@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 
 from partitions import delta_storage_options, open_table
 from taxi_assets.errors import QueryFailed
+from taxi_assets.io.threads import current_thread_share
 
 Access = Literal["delta_scan", "arrow", "empty"]
 
@@ -60,12 +61,16 @@ def open_connection(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with httpfs and delta loaded from the wheels and, given keys, an S3 secret.
 
-    ``threads`` caps DuckDB's worker threads (default: one per core of the host, which oversubscribes a host
-    running several Dask workers: pass the worker's share of the cores).
+    ``threads`` caps DuckDB's worker threads; by default the share of a month task when this process applied
+    one (:mod:`taxi_assets.io.threads`), else DuckDB's own default, one per core of the host (which would
+    oversubscribe a host running several Dask workers).
     A missing or broken extension package costs one :class:`ExtensionUnavailable` warning per process and the
     connection still opens: views fall back to the Arrow dataset path.
     """
     config: dict[str, str | bool | int | float | list[str]] = dict(_CONFIG)
+    share = current_thread_share()
+    if threads is None and share is not None:
+        threads = share.duckdb
     if threads is not None:
         config["threads"] = max(1, int(threads))
     con = duckdb.connect(config=config)

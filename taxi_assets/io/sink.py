@@ -27,15 +27,21 @@ from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from taxi_assets.io.parquet_files import WriteLayout, recycling_memory_pool
 from taxi_assets.io.reader import MonthReader
+from taxi_assets.io.threads import ThreadShare, ensure_thread_share
 from taxi_assets.io.writer_pool import PartitionWriter
 from taxi_assets.model.daily_aggregation import StreamSummary
 from taxi_assets.model.row_digest import RowsDigest, StreamDigest
 from taxi_assets.model.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 
-DEFAULT_LAYOUT: Final = WriteLayout()
+DEFAULT_LAYOUT: Final = WriteLayout()  # 2 encoder threads: what layout_for gives a 2-core share
 ROWS_DIGEST: Final = "fhvhv.rows_digest"  # trips record extra: the streamed row digest, for re-checks
 ROWS_DIGEST_BEFORE: Final = "fhvhv.rows_fingerprint"  # the same, as months written before the rename recorded it
+
+
+def layout_for(share: ThreadShare) -> WriteLayout:
+    """The production layout with ``share.lanes`` encoder threads, and one group in flight per lane (>= 2)."""
+    return replace(DEFAULT_LAYOUT, lanes=share.lanes, max_groups=max(2, share.lanes))
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ def write_month(
     record: MaterializationRecord,
     *,
     now: Callable[[], str],
-    layout: WriteLayout = DEFAULT_LAYOUT,
+    layout: WriteLayout | None = None,
 ) -> Written:
     """Read, cast and split the month, write both tables' files, then commit quarantine and trips.
 
@@ -77,8 +83,11 @@ def write_month(
     holds exactly those rows without reading the source again; the trips record keeps it as
     :data:`ROWS_DIGEST`. They are also summed into the month's ``daily_summary`` rows
     (:class:`~taxi_assets.assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
+    Without a ``layout``, the encoder threads follow this process's share of the cores
+    (:mod:`taxi_assets.io.threads`, applied here unless the caller already did).
     """
     month = source.partition
+    layout = layout or layout_for(ensure_thread_share())
     t0 = time.perf_counter()
     with (
         recycling_memory_pool(),

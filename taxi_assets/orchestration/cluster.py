@@ -32,6 +32,7 @@ import dask.config
 import psutil
 
 from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.io.threads import WORKER_THREADS_ENV, ThreadShare, apply_thread_share, cores_from_env, usable_cores
 from taxi_assets.settings import CoiledOptions, Settings
 
 if TYPE_CHECKING:
@@ -62,7 +63,13 @@ CLUSTER_CLASSES: dict[str, str | Callable[..., Any]] = {
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """What to start, with the exact constructor arguments, and why this size (for the run's log)."""
+    """What to start, with the exact constructor arguments, and why this size (for the run's log).
+
+    ``threads_per_worker`` is Dask's: how many tasks (months) a worker runs at once, 1 so that a worker's
+    memory holds one month. ``cores_per_worker`` is what each of those months may use through Arrow, DuckDB
+    and the encoders (:mod:`taxi_assets.io.threads`); ``worker_env`` carries it to worker processes. None:
+    decided on the worker (a Coiled VM hosts one worker and all its cores are that worker's).
+    """
 
     kind: ClusterKind
     n_workers: int = 1
@@ -70,6 +77,8 @@ class ClusterSpec:
     address: str | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    cores_per_worker: int | None = None
+    worker_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def month_memory(sizes: Sequence[int]) -> int:
@@ -89,8 +98,10 @@ def choose_cluster(
 ) -> ClusterSpec:
     """Decide the cluster for the stale months whose source sizes are ``month_sizes`` (pure but for defaults).
 
-    One month is one task, and a worker runs one task at a time (one thread): a month's transform already
-    uses every core through Arrow, and two months on one worker would double its peak memory.
+    One month is one task, and a worker runs one task at a time (one Dask thread): two months on one worker
+    would double its peak memory. The cores go to the months instead: each worker gets ``cores / workers`` of
+    them for Arrow's decoding, DuckDB's checks and the Parquet encoders (``cores_per_worker``), so a worker
+    does not run Arrow on the one thread Dask's ``OMP_NUM_THREADS=1`` leaves it, nor DuckDB on every core.
 
     Args:
         setting: ``local``, ``coiled`` or a scheduler address (``tcp://host:8786``).
@@ -126,9 +137,11 @@ def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec
     workers = int(max(1, min(months, cores, by_memory)))
     limit = usable // workers
     bound = "months" if workers == months else ("memory" if by_memory < min(months, cores) else "cores")
+    per_worker = max(1, cores // workers)
     reason = (
-        f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} worker(s) of {limit / GiB:.1f} GiB "
-        f"(bound by {bound}; {cores} cores, {memory_bytes / GiB:.1f} GiB here)"
+        f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} worker(s) x 1 month at a time x "
+        f"{per_worker} core(s), {limit / GiB:.1f} GiB each (bound by {bound}; {cores} cores, "
+        f"{memory_bytes / GiB:.1f} GiB here)"
     )
     if need > usable:
         reason += "; the largest month may not fit in this machine's memory: consider cluster='coiled'"
@@ -143,6 +156,8 @@ def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec
         kind="local",
         n_workers=workers,
         threads_per_worker=1,
+        cores_per_worker=per_worker,
+        worker_env={WORKER_THREADS_ENV: str(per_worker)} if processes else {},
         kwargs={
             "n_workers": workers,
             "threads_per_worker": 1,
@@ -166,6 +181,9 @@ def _coiled(months: int, need: int, opts: CoiledOptions, name: str | None) -> Cl
         # Coiled ships a frozen copy of the local dask.config to the cluster by default; that config can hold
         # `coiled.token` (from `coiled login`, or set by start_cluster from a Secret block). The workers need none.
         "send_dask_config": False,
+        # Coiled's workers default to one thread per core: that would run several months at once in a worker
+        # sized for one. One month at a time; it gets the VM's cores through Arrow, DuckDB and the encoders.
+        "worker_options": {"nthreads": 1},
     }
     if opts.vm_types:
         kwargs["worker_vm_types"] = list(opts.vm_types)  # Coiled refuses vm types together with memory
@@ -179,7 +197,10 @@ def _coiled(months: int, need: int, opts: CoiledOptions, name: str | None) -> Cl
         kwargs["workspace"] = opts.workspace
     if name:
         kwargs["name"] = name
-    reason = f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} Coiled worker(s) of {size}"
+    reason = (
+        f"{months} month(s), largest needs ~{need / GiB:.1f} GiB: {workers} Coiled worker(s) of {size} x 1 month "
+        "at a time, all of its VM's cores"
+    )
     if workers < months:
         reason += f" (capped by max_workers={opts.max_workers})"
     return ClusterSpec(kind="coiled", n_workers=workers, kwargs=kwargs, reason=reason)
@@ -290,13 +311,20 @@ class RunningCluster:
     startup_seconds: float = 0.0
     seconds: float | None = None  # from the start of creation to the end of closing; None while it runs
     dashboard: str | None = None
+    threads_per_worker: int = 1
+    cores_per_worker: int | None = None  # None: decided on each worker (its host's cores / its workers)
+    reason: str = ""
 
     def summary(self) -> dict[str, Any]:
-        """The ``cluster`` entry of a run summary: kind, workers, start-up and cluster-seconds."""
+        """The ``cluster`` entry of a run summary: kind, shape (workers x months at a time x cores) and why,
+        start-up and cluster-seconds."""
         up = self.seconds or 0.0
         return {
             "kind": self.kind,
             "workers": self.n_workers,
+            "threads_per_worker": self.threads_per_worker,
+            "cores_per_worker": self.cores_per_worker,
+            "reason": self.reason,
             "address": self.address,
             "dashboard": self.dashboard,
             "startup_seconds": round(self.startup_seconds, 2),
@@ -333,11 +361,12 @@ def start_cluster(
         require_coiled_token(env=os.environ, config_token=coiled_config_token(), block_token=coiled_token)
     if spec.kind == "address":
         assert spec.address is not None
-        yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0)
+        yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0, reason=spec.reason)
         return
     kwargs = dict(spec.kwargs)
-    if worker_env and kwargs.get("processes", True):  # in-process workers share this process's settings
-        kwargs["env" if spec.kind == "local" else "environ"] = dict(worker_env)
+    env = {**spec.worker_env, **(worker_env or {})}
+    if env and kwargs.get("processes", True):  # in-process workers share this process's settings
+        kwargs["env" if spec.kind == "local" else "environ"] = env
     factory = cluster_class(spec.kind)
     config: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if coiled_token:
@@ -352,6 +381,9 @@ def start_cluster(
             security=getattr(cluster, "security", None),
             startup_seconds=time.perf_counter() - t0,
             dashboard=getattr(cluster, "dashboard_link", None),
+            threads_per_worker=spec.threads_per_worker,
+            cores_per_worker=spec.cores_per_worker,
+            reason=spec.reason,
         )
         try:
             if private_env and spec.kind == "coiled":
@@ -375,3 +407,42 @@ def task_runner_for(running: RunningCluster) -> DaskTaskRunner:
 
     client_kwargs = {"security": running.security} if running.security is not None else None
     return DaskTaskRunner(address=running.address, client_kwargs=client_kwargs)
+
+
+# -- threads on a worker -----------------------------------------------------------------------------------------
+
+
+def worker_cores() -> tuple[int, int, str]:
+    """(cores, months at once, why) for the month tasks of this process, read from the Dask worker it runs on.
+
+    First found: :data:`~taxi_assets.io.threads.WORKER_THREADS_ENV` (set by :func:`start_cluster` from the
+    spec); a worker with ``threads_per_worker`` > 1 (that many cores, shared by that many tasks); a
+    one-thread worker's share of its host (cores / the scheduler's workers on the same host, e.g. a cluster at
+    an address, or a Coiled VM); outside a worker, this process's cores.
+    """
+    from distributed import get_client, get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not in a Dask task: e.g. `taxi-assets materialize`
+        return usable_cores(), 1, "this process's cores"
+    tasks = max(1, int(worker.state.nthreads))
+    from_env = cores_from_env()
+    if from_env:
+        return from_env, tasks, f"{WORKER_THREADS_ENV}={from_env} from the cluster's shape"
+    if tasks > 1:
+        return tasks, tasks, f"threads_per_worker={tasks}"
+    host = usable_cores()
+    try:
+        workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+        peers = max(1, sum(1 for w in workers if w.get("host") == worker.host))
+    except (OSError, KeyError, ValueError, TimeoutError):  # no answer: assume a worker per core
+        return 1, 1, f"{host} core(s) here, workers on this host unknown"
+    return max(1, host // peers), 1, f"{host} core(s) here / {peers} worker(s) on this host"
+
+
+def apply_worker_thread_share() -> ThreadShare:
+    """Set Arrow's, DuckDB's and the encoders' threads for the month tasks of this worker (call it first in a
+    month task). Dask's nanny starts workers with ``OMP_NUM_THREADS=1``, which Arrow would otherwise obey."""
+    cores, tasks, why = worker_cores()
+    return apply_thread_share(cores, tasks=tasks, source=why)

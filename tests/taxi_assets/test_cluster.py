@@ -134,6 +134,7 @@ def test_coiled_arguments_follow_the_plan_and_the_options() -> None:
         "shutdown_on_close": True,
         "tags": {"project": "taxi-assets"},
         "send_dask_config": False,  # the local dask.config may hold coiled.token
+        "worker_options": {"nthreads": 1},  # one month at a time in a worker sized for one (Coiled: 1 per core)
         "worker_memory": "18GiB",  # 3 GiB of parquet x 6
         "name": "taxi-assets-run1",
     }
