@@ -9,7 +9,7 @@ Guarantees, for every function here:
   partition, or when delta-rs's own retries run out (more writers in one burst than it retries), the loser
   re-runs its attempt from a fresh snapshot after a jittered backoff that grows with the attempt number and
   with how long an attempt takes on this store, so exactly one copy remains; ``max_attempts`` (8) bounds the
-  attempts, the waiting is capped (see :func:`_backoff`), and ``CommitConflictExhausted`` says when it ran out;
+  attempts, the waiting is capped (see :func:`backoff`), and ``CommitConflictExhausted`` says when it ran out;
 * observable contention: pass a :class:`CommitStats` as ``stats=`` and it counts, across every commit it is
   handed to, the attempts, the conflicts retried here, the other writers' commits delta-rs rebased ours over,
   and the time spent backing off;
@@ -91,6 +91,26 @@ class CommitStats:
     def retries(self) -> int:
         """Commit retries made, at least: every conflict retried here, plus one per commit delta-rs rebased."""
         return self.conflicts + self.rebased
+
+    def landed(self, version: int, *, read_version: int) -> None:
+        """Count a commit at ``version`` built on the snapshot at ``read_version``."""
+        self.commits += 1
+        self.versions.append(version)
+        if version > read_version + 1:  # delta-rs first tries read_version + 1: it lost that race and rebased
+            self.rebased += 1
+            self.rebased_over += version - read_version - 1
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The counts (not the versions) for a run summary or a benchmark line."""
+        return {
+            "commits": self.commits,
+            "attempts": self.attempts,
+            "conflicts": self.conflicts,
+            "rebased": self.rebased,
+            "rebased_over": self.rebased_over,
+            "retries": self.retries,
+            "backoff_seconds": round(self.backoff_seconds, 3),
+        }
 
     def merge(self, other: CommitStats) -> None:
         """Add ``other``'s counts to these (e.g. a month's into a run's)."""
@@ -294,12 +314,12 @@ def _commit_attempts(
             version = reconcile(table_uri, record, after_version=read_version, storage_options=options)
             if version is not None:
                 return _after_commit(table_uri, version, options, stats, read_version=read_version)
-            if not _is_conflict(exc):
+            if not is_conflict(exc):
                 raise
             stats.conflicts += 1
             if attempt_no == max_attempts:
                 raise CommitConflictExhausted(table_uri, record.partition, attempt_no) from exc
-            wait = _backoff(attempt_no, slot=time.perf_counter() - started)
+            wait = backoff(attempt_no, slot=time.perf_counter() - started)
             stats.backoff_seconds += wait
             time.sleep(wait)
             continue
@@ -314,11 +334,7 @@ def _after_commit(
     table_uri: str, version: int, options: Mapping[str, str], stats: CommitStats, *, read_version: int
 ) -> int:
     """Count the commit (and the other writers' commits it landed after), then fold the state if due."""
-    stats.commits += 1
-    stats.versions.append(version)
-    if version > read_version + 1:  # delta-rs first tries read_version + 1: it lost that race and rebased
-        stats.rebased += 1
-        stats.rebased_over += version - read_version - 1
+    stats.landed(version, read_version=read_version)
     try:
         maybe_write_state_checkpoint(table_uri, version, storage_options=options)
     except (OSError, ValueError, PartitionsError) as exc:  # the commit stands; the next writer or maintenance folds it
@@ -326,13 +342,14 @@ def _after_commit(
     return version
 
 
-def _is_conflict(exc: BaseException) -> bool:
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` says another writer's commit won the version (worth a retry from a fresh snapshot)."""
     if isinstance(exc, CommitFailedError):
         return True
     return isinstance(exc, DeltaError) and any(word in str(exc).lower() for word in _CONFLICT_WORDS)
 
 
-def _backoff(attempt_no: int, *, slot: float = BACKOFF_FLOOR) -> float:
+def backoff(attempt_no: int, *, slot: float = BACKOFF_FLOOR) -> float:
     """Exponential backoff with full jitter, scaled to the store: uniform in [0, slot * 2^(n-1)], at most 2 s.
 
     ``slot`` is how long the attempt that just lost took (kept within 0.05-1 s): writers that collide on a

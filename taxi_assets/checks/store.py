@@ -1,4 +1,11 @@
-"""TODO docstring."""
+"""The append-only ``checks`` Delta table: every check result of every run, and the verification record a planner
+reads from its commits.
+
+One batch (a month's checks of one run) is one append commit carrying a materialization record (``success``
+when every check passed), so the planner folds verifications like any table's records. Many month
+tasks append at once; an append loses only the race for a version, and is retried (jittered backoff, counted
+in a :class:`~partitions.overwrite.CommitStats`) until it lands, exactly once per batch.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from partitions.code_version import code_version
 from partitions.delta_log import maybe_write_state_checkpoint
 from partitions.errors import StorageUnavailable
+from partitions.overwrite import MAX_ATTEMPTS, CommitStats, backoff, is_conflict
 from partitions.records import MaterializationRecord
 from partitions.storage_errors import open_table, storage_errors_named
 from taxi_assets.model.row_digest import METHOD
@@ -27,7 +35,8 @@ def record_checks(
     checks: Sequence[CheckResult],
     *,
     storage_options: Mapping[str, str] | None = None,
-    max_attempts: int = 8,
+    max_attempts: int = MAX_ATTEMPTS,
+    stats: CommitStats | None = None,
 ) -> int:
     """Append ``checks`` to the ``checks`` Delta table (created on first use); return the commit's version.
 
@@ -35,8 +44,10 @@ def record_checks(
     What is left (two creators racing, a retry budget spent under heavy contention) retries here with
     backoff, so concurrent runs' results all land; so does a store that fails for a moment. Exactly once, even
     when a commit landed but its response was lost: each batch carries a Delta app transaction (:func:`batch_id`
-    of its rows), and a retry that finds it in the table's snapshot does not append again.
+    of its rows), and a retry that finds it in the table's snapshot does not append again. ``stats``, when
+    given, counts the attempts, the conflicts retried here and the appends delta-rs rebased.
     """
+    stats = stats if stats is not None else CommitStats()
     opts = dict(storage_options or {}) or None
     if not checks:
         return open_table(checks_uri, storage_options=opts).version() if _exists(checks_uri, opts) else -1
@@ -48,25 +59,31 @@ def record_checks(
     }
     batch = batch_id(checks)
     for attempt in range(1, max_attempts + 1):
+        started = time.perf_counter()
         try:
             with storage_errors_named(checks_uri, meta["checks.partitions"]):
                 _ensure_checks_table(checks_uri, opts)
                 table = open_table(checks_uri, storage_options=opts)
                 if table.transaction_version(batch) is not None:  # an earlier attempt landed: its response was lost
                     return table.version()
+                read_version = table.version()
+                stats.attempts += 1
                 properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(batch, 1)])
                 write_deltalake(table, data, mode="append", commit_properties=properties)
                 version = table.version()
+            stats.landed(version, read_version=read_version)
             maybe_write_state_checkpoint(checks_uri, version, storage_options=opts)  # plans read it: keep it cheap
             return version
         except StorageUnavailable:  # e.g. the answer of a landed append was lost: the next attempt finds it
             if attempt == max_attempts:
                 raise
-            time.sleep(min(2.0, 0.05 * 2**attempt))
         except (CommitFailedError, DeltaError) as exc:
-            if attempt == max_attempts or not _is_conflict(exc):
+            if attempt == max_attempts or not is_conflict(exc):
                 raise
-            time.sleep(min(2.0, 0.05 * 2**attempt))
+            stats.conflicts += 1
+        wait = backoff(attempt, slot=time.perf_counter() - started)
+        stats.backoff_seconds += wait
+        time.sleep(wait)
     raise AssertionError("unreachable")
 
 
@@ -147,11 +164,6 @@ def _ensure_checks_table(uri: str, opts: Mapping[str, str] | None) -> None:
     except DeltaError:
         if not _exists(uri, opts):
             raise
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    words = ("conflict", "concurrent", "already exists", "version mismatch", "changed since")
-    return isinstance(exc, CommitFailedError) or any(w in str(exc).lower() for w in words)
 
 
 def checks_schema() -> pa.Schema:

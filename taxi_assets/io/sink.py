@@ -22,7 +22,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from partitions.overwrite import commit_files
+from partitions.overwrite import CommitStats, commit_files
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
 from taxi_assets.io.parquet_files import WriteLayout, recycling_memory_pool
@@ -64,6 +64,7 @@ class Written:
     source_row_groups: int = 0
     seconds_streaming: float = 0.0  # read, cast, rules and every data file written
     seconds_committing: float = 0.0  # the two Delta commits
+    commits: CommitStats = field(default_factory=CommitStats)  # of the two commits: attempts, retries, rebases
 
 
 def write_month(
@@ -131,6 +132,7 @@ def write_month(
             raise RuntimeError(f"{month}: {stats.rows} rows read but {rows_clean} + {rows_bad} written")
     streamed = time.perf_counter() - t0
     q_record = replace(record, rows_source=stats.rows, rows_written=rows_bad, finished_at=now())
+    commits = CommitStats()
     q_version = commit_files(
         cfg.quarantine_uri,
         q_adds,
@@ -138,6 +140,7 @@ def write_month(
         record=q_record,
         schema=quarantine_schema(),
         storage_options=cfg.storage_options(cfg.quarantine_uri),
+        stats=commits,
     )
     t_record = replace(
         record,
@@ -160,6 +163,7 @@ def write_month(
         record=t_record,
         schema=trips_schema(),
         storage_options=cfg.storage_options(cfg.trips_uri),
+        stats=commits,
     )
     return Written(
         rows_source=stats.rows,
@@ -178,4 +182,5 @@ def write_month(
         source_row_groups=stats.row_groups,
         seconds_streaming=streamed,
         seconds_committing=time.perf_counter() - t0 - streamed,
+        commits=commits,
     )

@@ -18,10 +18,10 @@ from partitions.overwrite import (
     BACKOFF_CAP,
     MAX_ATTEMPTS,
     CommitStats,
-    _backoff,
     _commit,
     _commit_properties,
     app_id,
+    backoff,
     commit_files,
     overwrite_partition,
     reconcile,
@@ -218,10 +218,10 @@ def test_conflicts_are_retried_then_reported_as_exhausted(tmp_path):
 
 def test_backoff_is_jittered_scaled_to_the_attempt_and_bounded():
     for slot, limit in [(0.0, 0.05), (0.01, 0.05), (0.3, 0.3), (5.0, 1.0)]:
-        first = [_backoff(1, slot=slot) for _ in range(200)]
+        first = [backoff(1, slot=slot) for _ in range(200)]
         assert all(0 <= w <= limit for w in first)
         assert len(set(first)) > 100, "jittered: writers that lost together do not wake together"
-    assert max(_backoff(n, slot=0.3) for n in range(3, 40) for _ in range(20)) <= BACKOFF_CAP
+    assert max(backoff(n, slot=0.3) for n in range(3, 40) for _ in range(20)) <= BACKOFF_CAP
     worst = sum(min(BACKOFF_CAP, 1.0 * 2 ** (n - 1)) for n in range(1, MAX_ATTEMPTS))
     assert worst <= 14, "the waits of one commit are bounded whatever the store's speed"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,8 +15,13 @@ from deltalake import DeltaTable
 from month_builders import valid_month, with_values, write_source
 
 from partitions.delta_log import read_records
+from partitions.overwrite import CommitStats
 from partitions.records import MaterializationRecord
+from taxi_assets.assets.daily_summary import commit_summary, summary_uri
+from taxi_assets.checks.store import record_checks
+from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import UnreadableSource
+from taxi_assets.io import sink
 from taxi_assets.io.parquet_files import WriteLayout
 from taxi_assets.io.sink import write_month
 from taxi_assets.io.writer_pool import GroupBuffer, PartitionWriter, Piece, materialize
@@ -231,3 +237,91 @@ def test_strings_from_many_source_dictionaries_land_as_plain_strings_with_statis
     assert got["originating_base_num"].to_pylist() == table["originating_base_num"].to_pylist()
     actions = pa.table(DeltaTable(cfg.trips_uri).get_add_actions(flatten=True))
     assert all(v is not None for v in actions["min.hvfhs_license_num"].to_pylist())
+
+
+def test_eight_months_committing_to_the_four_tables_at_once_all_land_and_count_their_retries(tmp_path, monkeypatch):
+    """Eight month tasks on one sink (issue 16.3): quarantine, trips, daily_summary and checks each take eight
+    commits at once; every month lands in every table, none fails for contention, and the retries are counted.
+
+    The threads meet at a barrier before their first commit (the quarantine one), so the eight commits are
+    built on one snapshot: the race is certain rather than left to the scheduler. The commits are the real ones.
+    """
+    cfg = settings(tmp_path)
+    months = [f"2023-{m:02d}" for m in range(1, 9)]
+    sources = {m: write_source(Path(cfg.source), m, valid_month(m, 1_500 + 100 * i)) for i, m in enumerate(months)}
+    first_commit = threading.Barrier(len(months))
+    real_commit_files = sink.commit_files
+    met: set[str] = set()
+
+    def commit_after_everyone(uri, adds, **kwargs):
+        if uri == cfg.quarantine_uri:
+            met.add(kwargs["record"].partition)
+            first_commit.wait(timeout=120)
+        return real_commit_files(uri, adds, **kwargs)
+
+    monkeypatch.setattr(sink, "commit_files", commit_after_everyone)
+    results: dict[str, tuple[sink.Written, int, int, CommitStats]] = {}
+    errors: dict[str, BaseException] = {}
+
+    def month_task(month: str) -> None:
+        try:
+            run_id = f"run-{month}"
+            written = write_month(sources[month], cfg, record(month, run_id), now=lambda: "2026-11-24T00:00:00+00:00")
+            summary_version = commit_summary(
+                cfg,
+                written.summary,
+                month=month,
+                run_id=run_id,
+                upstream_run_id=run_id,
+                upstream_version=written.trips_version,
+                upstream_rows=written.rows_written,
+            )
+            checks = verify_month_checks(
+                month,
+                run_id=run_id,
+                trips_uri=cfg.trips_uri,
+                trips_version=written.trips_version,
+                quarantine_uri=cfg.quarantine_uri,
+                quarantine_version=written.quarantine_version,
+                rows_source=written.rows_source,
+                rows_written=written.rows_written,
+                rows_quarantined=written.rows_quarantined,
+                digest=written.digest,
+            )
+            checks_stats = CommitStats()
+            checks_version = record_checks(cfg.checks_uri, checks, stats=checks_stats)
+            assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+            results[month] = (written, summary_version, checks_version, checks_stats)
+        except BaseException as exc:  # reported below, per month
+            errors[month] = exc
+
+    threads = [threading.Thread(target=month_task, args=(m,)) for m in months]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == {}, "no month fails for contention"
+    assert met == set(months)
+    sink_stats, checks_stats = CommitStats(), CommitStats()
+    for written, _, _, stats in results.values():
+        sink_stats.merge(written.commits)
+        checks_stats.merge(stats)
+    assert sink_stats.commits == 16  # quarantine + trips of eight months
+    assert checks_stats.commits == 8
+    assert sink_stats.retries >= 1, f"eight quarantine commits from one snapshot: seven lost a race ({sink_stats})"
+    assert sink_stats.rebased_over >= sink_stats.rebased >= 1
+    trips_versions = sorted(w.trips_version for w, *_ in results.values())
+    assert len(set(trips_versions)) == 8, "one trips version per month"
+    assert len({v for _, _, v, _ in results.values()}) == 8, "one checks append per month"
+    assert len({v for _, v, _, _ in results.values()}) == 8, "one daily_summary commit per month"
+    for month, (written, *_) in results.items():
+        assert month_table(cfg.trips_uri, month).num_rows == written.rows_written
+        assert written.rows_written + written.rows_quarantined == sources_rows(sources[month].uri)
+    summary = DeltaTable(summary_uri(cfg)).to_pyarrow_table()
+    assert set(summary[PARTITION_COLUMN].to_pylist()) == set(months)
+    checked = DeltaTable(cfg.checks_uri).to_pyarrow_table()
+    assert sorted(set(checked["partition"].to_pylist())) == months
+
+
+def sources_rows(path: str) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
