@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
+from partitions import NETWORK_TIMEOUT_ENV
 from taxi_assets.errors import ConfigurationError
 
 DEFAULT_SOURCE: Final = "./data/source"
@@ -31,6 +32,7 @@ ENV_AWS_BLOCK: Final = "TAXI_ASSETS_AWS_BLOCK"
 ENV_SOURCE_ANONYMOUS: Final = "TAXI_ASSETS_SOURCE_ANONYMOUS"
 ENV_LOCK_TIMEOUT: Final = "TAXI_ASSETS_LOCK_TIMEOUT"
 ENV_COILED_PREFIX: Final = "TAXI_ASSETS_COILED_"
+ENV_NETWORK_TIMEOUT: Final = "TAXI_ASSETS_NETWORK_TIMEOUT"
 # How long a run waits for another run that is materializing the same month (seconds); then that month fails.
 DEFAULT_LOCK_TIMEOUT: Final = 3600.0
 
@@ -170,6 +172,7 @@ class Settings:
     aws_block: str | None = None
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT
     coiled: CoiledOptions = field(default_factory=CoiledOptions)
+    network_timeout_seconds: float | None = None  # None: the engine's own default (PARTITIONS_NETWORK_TIMEOUT, 10 s)
 
     @classmethod
     def resolve(
@@ -207,6 +210,7 @@ class Settings:
         if anonymous is None:
             anonymous = env.get(ENV_SOURCE_ANONYMOUS, "").strip().lower() in _TRUE
         lock_timeout = _seconds(env.get(ENV_LOCK_TIMEOUT), ENV_LOCK_TIMEOUT)
+        network_timeout = _seconds(env.get(ENV_NETWORK_TIMEOUT), ENV_NETWORK_TIMEOUT, positive=True)
         return cls(
             source=_norm(source or env.get(ENV_SOURCE) or DEFAULT_SOURCE),
             sink=_norm(sink or env.get(ENV_SINK) or DEFAULT_SINK),
@@ -216,6 +220,7 @@ class Settings:
             aws_block=block_name,
             lock_timeout_seconds=DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
             coiled=CoiledOptions.from_env(env),
+            network_timeout_seconds=network_timeout,
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -248,6 +253,21 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         return self.s3.secret_values()
 
+    def engine_env(self) -> dict[str, str]:
+        """Variables the ``partitions`` engine reads at each call, for this process and the workers it starts.
+
+        ``TAXI_ASSETS_NETWORK_TIMEOUT`` becomes ``PARTITIONS_NETWORK_TIMEOUT`` (each network attempt's connect
+        and read wait); unset, the engine keeps its own (``PARTITIONS_NETWORK_TIMEOUT`` if set, else 10 s).
+        No secret: safe to hand to any worker.
+        """
+        if self.network_timeout_seconds is None:
+            return {}
+        return {NETWORK_TIMEOUT_ENV: f"{self.network_timeout_seconds:g}"}
+
+    def apply_engine_env(self) -> None:
+        """Put :meth:`engine_env` into this process's environment (entry points and month tasks call it)."""
+        os.environ.update(self.engine_env())
+
 
 def _norm(uri: str) -> str:
     """Local paths become absolute (Dask workers may run elsewhere in the tree); URIs lose a trailing slash."""
@@ -256,15 +276,15 @@ def _norm(uri: str) -> str:
     return os.path.abspath(os.path.expanduser(uri))
 
 
-def _seconds(text: str | None, name: str) -> float | None:
+def _seconds(text: str | None, name: str, *, positive: bool = False) -> float | None:
     if not text:
         return None
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0:
-        raise ConfigurationError(name, f"{text!r} is not a number of seconds >= 0")
+    if value < 0 or (positive and not 0 < value < float("inf")):
+        raise ConfigurationError(name, f"{text!r} is not a number of seconds {'> 0' if positive else '>= 0'}")
     return value
 
 

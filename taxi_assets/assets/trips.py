@@ -18,11 +18,12 @@ from deltalake.exceptions import DeltaError
 
 from partitions.delta_log import read_records
 from partitions.errors import PartitionsError
+from partitions.files import missing_data_files
 from partitions.keys import parse_selection
 from partitions.overwrite import record_failure
 from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
-from partitions.staleness import PlanRow, Verifications, plan
+from partitions.staleness import PartitionState, PlanRow, Verifications, plan
 from taxi_assets.assets.daily_summary import commit_summary
 from taxi_assets.checks.store import CheckResult, checks_recorded_by, record_checks
 from taxi_assets.checks.verify import verify_month_checks
@@ -51,6 +52,21 @@ class MonthPlan:
     def stale(self) -> list[PlanRow]:
         return [r for r in self.rows if r.state.is_stale]
 
+    @property
+    def rejected(self) -> list[PlanRow]:
+        """Months whose source was refused as it is: left alone until the file or the code changes."""
+        return [r for r in self.rows if r.state is PartitionState.REJECTED]
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Months the source did not answer for (month -> reason): nothing done, and the run must say so."""
+        return {r.partition: r.reason for r in self.rows if r.state.is_problem}
+
+    def counts(self) -> dict[str, int]:
+        """How many months are in each state, in the order of ``PartitionState`` (states with none left out)."""
+        found = {state: sum(1 for r in self.rows if r.state is state) for state in PartitionState}
+        return {str(state): n for state, n in found.items() if n}
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
@@ -62,19 +78,25 @@ def plan_months(
     intent: str = "",
     partitions: Iterable[str] | str | None = None,
     listing: Listing | None = None,
+    deep: bool = False,
 ) -> MonthPlan:
     """List the source, read what the sink recorded and decide what is stale and why.
 
-    ``partitions`` forces the named months (a backfill); ``intent="reprocess"`` forces every month in the
-    selection (all months when none is given); ``intent="test_subset"`` forces the first two of the selection.
+    ``partitions`` forces the named months (a backfill) and limits the listing to them: an HTTP source is
+    probed for those months only, and a month it does not answer for plans ``unavailable`` instead of failing
+    the plan. ``intent="reprocess"`` forces every month in the selection (all months when none is given);
+    ``intent="test_subset"`` forces the first two of the selection. ``deep`` also lists the data files the
+    ``trips`` and ``quarantine`` logs reference, so a month whose files were deleted behind the log's back
+    plans ``failed`` with that reason (one listing per month folder: an occasional check, not every plan).
     """
     if intent not in INTENTS:
         raise ConfigurationError("intent", f"unknown intent {intent!r}; use one of '', 'reprocess', 'test_subset'")
     selected = parse_selection(partitions) if partitions else []
-    listing = listing if listing is not None else list_months(cfg)
+    listing = listing if listing is not None else list_months(cfg, keys=selected or None)
     for key in selected:
-        listing.require(key)  # two files for a selected month: DuplicatePartitionSource, not "not present"
-    missing = [k for k in selected if k not in listing.files]
+        if key not in listing.unavailable:  # unanswered: planned unavailable below, the other months go on
+            listing.require(key)  # two files for a selected month: DuplicatePartitionSource, not "not present"
+    missing = [k for k in selected if k not in listing.files and k not in listing.unavailable]
     if missing:
         raise ConfigurationError(
             "partitions",
@@ -82,11 +104,17 @@ def plan_months(
             "`taxi-assets plan` lists the months the source has",
         )
     available = sorted(listing.files)
-    force: list[str] = selected
+    named = [k for k in selected if k in listing.files]  # an unavailable month cannot be forced: nothing is known
+    force: list[str] = named
     if intent == "reprocess":
-        force = selected or available
+        force = named if selected else available
     elif intent == "test_subset":
-        force = (selected or available)[:TEST_SUBSET_MONTHS]
+        force = (named if selected else available)[:TEST_SUBSET_MONTHS]
+    only: list[str] | None = None
+    if intent == "test_subset":
+        only = force + [k for k in selected if k in listing.unavailable]
+    elif selected:
+        only = selected
     version = trips_code_version()
     checks_opts = cfg.storage_options(cfg.checks_uri)
     rows = plan(
@@ -95,8 +123,10 @@ def plan_months(
         code_version=version,
         force=force,
         companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
-        only=force if intent == "test_subset" or (selected and not intent) else None,
+        only=only,
         source_problems=listing.problems(),
+        unavailable=listing.unavailable,
+        missing_files=_missing_files(cfg, selected or None) if deep else None,
         verifications=Verifications(
             read_records(cfg.checks_uri, storage_options=checks_opts),
             required=_promises_checks,
@@ -104,6 +134,29 @@ def plan_months(
         ),
     )
     return MonthPlan(rows=rows, listing=listing, code_version=version)
+
+
+def _missing_files(cfg: Settings, months: list[str] | None) -> dict[str, list[str]]:
+    """Data files of ``trips`` and ``quarantine`` that their logs reference and the store lost, per month."""
+    gone: dict[str, list[str]] = {}
+    for name, uri in (("trips", cfg.trips_uri), ("quarantine", cfg.quarantine_uri)):
+        found = missing_data_files(uri, months, storage_options=cfg.storage_options(uri))
+        for month, paths in found.items():
+            gone.setdefault(month, []).extend(f"{name}/{p}" for p in paths)
+    return gone
+
+
+def nothing_stale_line(cfg: Settings, plan: MonthPlan) -> str:
+    """What a run with nothing to materialize says: fresh months, and whether only rejected months remain."""
+    rejected = [r.partition for r in plan.rejected]
+    fresh = sum(1 for r in plan.rows if r.state is PartitionState.FRESH)
+    line = f"nothing stale in {cfg.sink} ({fresh} month(s) fresh): no cluster started"
+    if rejected:
+        line += (
+            f"; only rejected months remain: {', '.join(rejected)} (left alone until their file or the code "
+            "changes; `taxi-assets plan` shows why, `--partitions` retries one)"
+        )
+    return line
 
 
 def _promises_checks(record: MaterializationRecord) -> bool:
@@ -149,13 +202,14 @@ def materialize_month(
     flow; ``StorageAccessDenied``, not): nothing is recorded against a good file.
     """
     t0 = time.perf_counter()
+    cfg.apply_engine_env()  # a worker of an existing cluster did not inherit the run's environment
     version = code_version or trips_code_version()
     month = source.partition
     base = _record(source, "success", run_id=run_id, code_version=version, started_at=_now())
     try:
         written = write_month(source, cfg, base, now=_now)
-    except SourceRejected as exc:
-        _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc))
+    except SourceRejected as exc:  # the bytes themselves: not retried until the file or the code changes
+        _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc), status="rejected")
         raise
     summary_version, summary_error = _commit_summary(source, cfg, written, run_id=run_id, started_at=base.started_at)
     return MonthResult(
@@ -248,11 +302,20 @@ def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: s
     return result
 
 
-def _record_failed(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None, error: str) -> None:
-    """A failure record newer than the month's success: the planner shows ``failed`` and the next run retries."""
+def _record_failed(
+    source: SourceFile,
+    cfg: Settings,
+    *,
+    run_id: str,
+    code_version: str | None,
+    error: str,
+    status: Status = "failed",
+) -> None:
+    """A record newer than the month's success: ``failed`` plans the month failed and the next run retries it;
+    ``rejected`` (the source's bytes were refused) plans it rejected until the file or the code changes."""
     record = _record(
         source,
-        "failed",
+        status,
         run_id=run_id,
         code_version=code_version or trips_code_version(),
         finished_at=_now(),

@@ -12,15 +12,36 @@ from typing import Any
 from partitions.delta_log import read_records
 from partitions.keys import parse_month
 from taxi_assets.assets.daily_summary import stale_summary_months
-from taxi_assets.assets.trips import new_run_id, plan_months, run_month
-from taxi_assets.cli.render import checks_table, console, months_table, print_json, results_table, status_rows
+from taxi_assets.assets.trips import MonthPlan, new_run_id, nothing_stale_line, plan_months, run_month
+from taxi_assets.cli.render import (
+    checks_table,
+    console,
+    months_table,
+    print_json,
+    results_table,
+    state_counts_line,
+    status_rows,
+)
 from taxi_assets.errors import PartitionsFailed
 from taxi_assets.orchestration.progress import month_progress
 from taxi_assets.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.resolve(source=args.source, sink=args.sink, cluster=getattr(args, "cluster", None))
+    cfg = Settings.resolve(source=args.source, sink=args.sink, cluster=getattr(args, "cluster", None))
+    cfg.apply_engine_env()  # TAXI_ASSETS_NETWORK_TIMEOUT reaches the engine (and the workers this process starts)
+    return cfg
+
+
+def _plan_footer(plan: MonthPlan) -> list[str]:
+    """The lines under a plan or status table: skipped files (one line), state counts, unavailable months."""
+    lines = []
+    if plan.listing.skipped:
+        lines.append(f"[yellow]skipped source files:[/] {plan.listing.skipped_summary()}")
+    lines.append(state_counts_line(plan.counts(), total=len(plan.rows)))
+    for month, reason in plan.unavailable.items():
+        lines.append(f"[bold red]{month} unavailable:[/] {reason}")
+    return lines
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -32,21 +53,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     out = console()
     out.print(months_table(rows, title=f"Plan for {cfg.sink} (code version {plan.code_version})"))
-    for s in plan.listing.skipped:
-        out.print(f"[yellow]skipped[/] {s.uri}: {s.reason}")
+    for line in _plan_footer(plan):
+        out.print(line)
     stale = len(plan.stale)
     out.print(f"{stale} of {len(rows)} month(s) stale." + (" Next: taxi-assets run" if stale else " Nothing to do."))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """What the log records per month; ``--deep`` also checks that the data files it references still exist."""
     cfg = _settings(args)
-    plan = plan_months(cfg)
+    plan = plan_months(cfg, deep=bool(getattr(args, "deep", False)))
     rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
     if args.json:
         print_json(rows)
     else:
-        console().print(months_table(rows, title=f"Status of {cfg.sink}"))
+        out = console()
+        out.print(months_table(rows, title=f"Status of {cfg.sink}"))
+        for line in _plan_footer(plan):
+            out.print(line)
     return 0
 
 
@@ -56,11 +81,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
     # The no-op path (no Prefect, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
     if not plan.stale and not stale_summary_months(cfg):
-        summary: dict[str, Any] = {"run_id": None, "stale": [], "results": [], "cluster": None, "daily_summary": []}
+        summary: dict[str, Any] = {
+            "run_id": None,
+            "states": plan.counts(),
+            "stale": [],
+            "rejected": [r.partition for r in plan.rejected],
+            "unavailable": sorted(plan.unavailable),
+            "results": [],
+            "cluster": None,
+            "daily_summary": [],
+        }
         if args.json:
             print_json(summary)
         else:
-            out.print(f"Nothing stale in {cfg.sink} ({len(plan.rows)} month(s) fresh); no cluster started.")
+            if plan.listing.skipped:
+                out.print(f"[yellow]skipped source files:[/] {plan.listing.skipped_summary()}")
+            line = nothing_stale_line(cfg, plan)
+            out.print(line[0].upper() + line[1:] + ".")
+        if plan.unavailable:  # the source did not answer for a month: not a success, whatever else is fresh
+            raise PartitionsFailed(plan.unavailable)
         return 0
     if plan.stale:
         from taxi_assets.orchestration.cluster import preflight_coiled
@@ -87,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(checks_table(summary["results"]))
     rebuilt = summary.get("daily_summary") or []
     out.print(f"daily_summary rebuilt: {', '.join(rebuilt)}." if rebuilt else "daily_summary: nothing to rebuild.")
+    if summary.get("rejected"):
+        out.print(f"[red]rejected[/] (left alone until the file or the code changes): {', '.join(summary['rejected'])}")
     return 0
 
 

@@ -19,8 +19,19 @@ STATE_STYLE = {
     PartitionState.CODE_CHANGED: "magenta",
     PartitionState.FAILED: "red",
     PartitionState.FORCED: "blue",
+    PartitionState.REJECTED: "red dim",  # refused as it is: not retried until the file or the code changes
+    PartitionState.UNAVAILABLE: "bold red",  # the source did not answer: the run ends non-zero
     PartitionState.ORPHANED: "dim",
 }
+
+
+def state_counts_line(counts: Mapping[str, int], *, total: int) -> str:
+    """``5 month(s): 2 fresh, 1 missing, 1 rejected, 1 unavailable``, each state in its table colour."""
+    parts = []
+    for state, n in counts.items():
+        style = STATE_STYLE.get(PartitionState(state), "")
+        parts.append(f"{n} [{style}]{state}[/]" if style else f"{n} {state}")
+    return f"{total} month(s): {', '.join(parts)}" if parts else "0 month(s)"
 
 
 def status_rows(rows: Sequence[PlanRow], recorded: Mapping[str, PartitionHistory]) -> list[dict[str, Any]]:

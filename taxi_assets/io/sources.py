@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Final
 
@@ -18,17 +19,20 @@ FIRST_MONTH: Final = "2019-02"  # HVFHS licensing began; earlier names are not F
 FHVHV_MONTHS: Final = MonthlyPartitions(pattern=FILE_PATTERN, start=FIRST_MONTH)
 
 
-def list_months(cfg: Settings, *, today: date | None = None) -> Listing:
-    """One listing of the source: a file per month, plus what was skipped and why.
+def list_months(cfg: Settings, *, today: date | None = None, keys: Iterable[str] | None = None) -> Listing:
+    """One listing of the source: a file per month, plus what was skipped, ambiguous or unanswered, and why.
 
-    An ``https://...{key}...`` source (the public CloudFront URLs) cannot be listed, so every month from
-    2019-02 to this month is probed with a HEAD; unpublished months answer 403 and are skipped.
+    ``keys`` limits it to those months for every kind of source: an ``https://...{key}...`` source (the
+    public CloudFront URLs, which cannot be listed) is probed with one HEAD per named month, a directory hashes
+    only their files. Without ``keys``, an HTTP source is probed for every month from 2019-02 to this month;
+    unpublished months answer 403/404 and are skipped. A month the source did not answer for after the
+    engine's retries is in ``Listing.unavailable``; the other months are listed.
     """
-    keys = None
-    if "{key}" in cfg.source:
-        keys = month_range(FIRST_MONTH, (today or date.today()).strftime("%Y-%m"))
+    wanted = list(keys) if keys is not None else None
+    if wanted is None and "{key}" in cfg.source:
+        wanted = month_range(FIRST_MONTH, (today or date.today()).strftime("%Y-%m"))
     try:
-        return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source), keys=keys)
+        return list_source(cfg.source, FHVHV_MONTHS, storage_options=cfg.storage_options(cfg.source), keys=wanted)
     except SourceNotFound as exc:  # the engine cannot name our settings: say where the path came from
         raise ConfigurationError("--source / TAXI_ASSETS_SOURCE", str(exc)) from None
 

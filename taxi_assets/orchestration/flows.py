@@ -39,7 +39,7 @@ from partitions.errors import Transient
 from partitions.source import SourceFile
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
-from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, plan_months, run_month
+from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, nothing_stale_line, plan_months, run_month
 from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.model.intents import Intent
 from taxi_assets.orchestration import progress
@@ -96,8 +96,12 @@ def resolve_settings(
     aws_block: str | None,
     source_anonymous: bool | None,
 ) -> Settings:
-    """Flow parameters > environment > the AWS block (loaded here, in the flow body) > defaults."""
-    return Settings.resolve(
+    """Flow parameters > environment > the AWS block (loaded here, in the flow body) > defaults.
+
+    The engine's settings (``TAXI_ASSETS_NETWORK_TIMEOUT`` as ``PARTITIONS_NETWORK_TIMEOUT``) are put into this
+    process's environment, where ``partitions`` reads them at each call.
+    """
+    cfg = Settings.resolve(
         source=source,
         sink=sink,
         cluster=cluster,
@@ -105,6 +109,8 @@ def resolve_settings(
         source_anonymous=source_anonymous,
         block_loader=_load_aws_block,
     )
+    cfg.apply_engine_env()
+    return cfg
 
 
 @task(
@@ -266,10 +272,12 @@ def _ensure_month_limits(months: Sequence[str]) -> None:
                     client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
-def _worker_env() -> dict[str, str]:
-    """Non-secret variables for the workers: this run's Prefect API (the ephemeral server's, when none is set)."""
+def _worker_env(cfg: Settings) -> dict[str, str]:
+    """Non-secret variables for the workers: this run's Prefect API (the ephemeral server's, when none is set),
+    and the engine's settings (``PARTITIONS_NETWORK_TIMEOUT`` from ``TAXI_ASSETS_NETWORK_TIMEOUT``)."""
     with get_client(sync_client=True) as client:
-        return {"PREFECT_API_URL": str(client.api_url), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        api = {"PREFECT_API_URL": str(client.api_url), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return {**api, **cfg.engine_env()}
 
 
 def _private_env() -> dict[str, str]:
@@ -333,6 +341,13 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
         f"- sink: `{cfg.sink}`; source: `{cfg.source}`",
         f"- planned {summary['planned']} month(s); stale: {', '.join(summary['stale']) or 'none'}",
     ]
+    states = summary.get("states") or {}
+    if states:
+        lines.append("- states: " + ", ".join(f"{n} {state}" for state, n in states.items()))
+    if summary.get("rejected"):
+        lines.append(f"- rejected (left alone until the file or the code changes): {', '.join(summary['rejected'])}")
+    if summary.get("unavailable"):
+        lines.append(f"- unavailable (the source did not answer; the run fails): {', '.join(summary['unavailable'])}")
     c = summary["cluster"]
     if c is None:
         lines.append("- nothing stale: no cluster started")
@@ -385,15 +400,18 @@ def fhvhv_pipeline(
         source_anonymous: Read the source unsigned, for a public bucket (else TAXI_ASSETS_SOURCE_ANONYMOUS).
 
     Returns:
-        The run summary: run_id, planned, stale, results (one dict per month: partition, ok, rows_source,
+        The run summary: run_id, planned, states (months per plan state), stale, rejected (months left alone:
+        their file was refused and neither it nor the code changed), unavailable (months the source did not
+        answer for), results (one dict per month: partition, ok, rows_source,
         rows_written, rows_quarantined, seconds, error, checks...), cluster (None when nothing was stale, else
         kind, workers, startup_seconds, seconds, worker_seconds), failed, daily_summary (the summary months
         rebuilt), seconds.
 
     Raises:
         ConfigurationError, InvalidPartitionKey: a bad parameter, before any data is touched.
-        PartitionsFailed: one or more months failed (named, with their cause); the others are committed and
-            the next incremental run retries the failed ones.
+        PartitionsFailed: one or more months failed (named, with their cause), or the source did not answer
+            for a month (``unavailable``); the others are committed and the next incremental run retries the
+            failed ones. Rejected months alone do not fail a run: it commits nothing and says so.
     """
     t0 = time.perf_counter()
     logger = get_run_logger()
@@ -401,14 +419,20 @@ def fhvhv_pipeline(
         source=source, sink=sink, cluster=cluster, aws_block=aws_block, source_anonymous=source_anonymous
     )
     plan = plan_task(cfg, intent, partitions)
-    for skipped in plan.listing.skipped:
-        logger.warning("skipped source file %s: %s", skipped.uri, skipped.reason)
+    if plan.listing.skipped:  # one line, however many files of other datasets share the prefix
+        logger.warning("skipped source files: %s", plan.listing.skipped_summary())
     _publish_plan(cfg, plan)
     stale = plan.stale
+    unavailable = plan.unavailable  # the source did not answer for these: the run cannot end green
+    for month, reason in unavailable.items():
+        logger.error("%s: unavailable: %s", month, reason)
     summary: dict[str, Any] = {
         "run_id": new_run_id(),
         "planned": len(plan.rows),
+        "states": plan.counts(),
         "stale": [r.partition for r in stale],
+        "rejected": [r.partition for r in plan.rejected],
+        "unavailable": sorted(unavailable),
         "results": [],
         "cluster": None,
         "failed": [],
@@ -416,11 +440,14 @@ def fhvhv_pipeline(
         "plan_seconds": round(time.perf_counter() - t0, 2),
     }
     if not stale:
-        logger.info("nothing stale in %s (%d month(s) fresh): no cluster started", cfg.sink, len(plan.rows))
+        logger.info("%s", nothing_stale_line(cfg, plan))
         if stale_summary_months(cfg):  # only the downstream asset is stale: rebuilt here, in the flow process
             summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
+        summary["failed"] = sorted(unavailable)
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
+        if unavailable:
+            raise PartitionsFailed(unavailable)
         return summary
 
     for row in stale:
@@ -429,10 +456,10 @@ def fhvhv_pipeline(
     unusable = {m: reason for m, reason in plan.listing.problems().items() if m in summary["stale"]}
     files = [plan.listing.files[r.partition] for r in stale if r.partition not in unusable]
     if not files:
-        summary["failed"] = sorted(unusable)
+        summary["failed"] = sorted({*unusable, *unavailable})
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
-        raise PartitionsFailed(unusable)
+        raise PartitionsFailed({**unusable, **unavailable})
     spec = choose_cluster(
         cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{summary['run_id']}"
     )
@@ -444,7 +471,7 @@ def fhvhv_pipeline(
     _ensure_month_limits(summary["stale"])
     with start_cluster(
         spec,
-        worker_env=_worker_env(),
+        worker_env=_worker_env(cfg),
         private_env=_private_env() if spec.kind == "coiled" else None,
         coiled_token=_coiled_token(cfg) if spec.kind == "coiled" else None,
     ) as running:
@@ -465,7 +492,7 @@ def fhvhv_pipeline(
             "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
         )
     summary["results"] = results
-    failures = {**unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
+    failures = {**unavailable, **unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
     written = [r["partition"] for r in results if r["ok"]]
     verified: dict[str, dict[str, int]] = {}
     # Each month task committed its month's daily_summary; the step below rebuilds only what is still stale

@@ -41,6 +41,7 @@ from reliability_cases import (
 
 from partitions.delta_log import read_records
 from partitions.errors import DuplicatePartitionSource
+from partitions.staleness import PartitionState
 from taxi_assets.assets.trips import plan_months
 from taxi_assets.cli.main import main as cli_main
 from taxi_assets.errors import SourceRejected, SourceSchemaMismatch, UnreadableSource
@@ -232,17 +233,19 @@ def test_an_untrusted_file_is_rejected_whole_and_the_previous_month_stays(worksp
     # nothing of it is written: same files, rows and quarantine version; streamed files deleted
     after = snapshot(cfg, MONTH)
     assert after == before
-    # one empty commit records the failure and its message
-    (failed,) = [c for c in log(cfg, "trips") if c.version > trips_version]
-    assert (failed.partition, failed.status, data_actions(failed)) == (MONTH, "failed", [])
-    assert failed.info["partitions.error"] == str(error)
-    # status --json shows it; other months are untouched; the month is stale, so the next run retries it
+    # one empty commit records the rejection and its message
+    (rejected,) = [c for c in log(cfg, "trips") if c.version > trips_version]
+    assert (rejected.partition, rejected.status, data_actions(rejected)) == (MONTH, "rejected", [])
+    assert rejected.info["partitions.error"] == str(error)
+    # status --json shows it; other months are untouched; the same bytes are not retried (a retry would fail
+    # the same way): the month is rejected, not stale, until the file or the code changes
     rows = status(cfg)
-    assert rows[MONTH]["state"] == "failed"
+    assert rows[MONTH]["state"] == "rejected"
     assert rows[MONTH]["reason"].endswith(str(error))
     assert rows[MONTH]["rows"] == before.trips_rows  # the previous success is still what readers get
     assert rows[OTHER]["state"] == "fresh"
-    assert MONTH in [r.partition for r in plan_months(cfg).stale]
+    assert MONTH not in [r.partition for r in plan_months(cfg).stale]
+    assert [r.state for r in plan_months(cfg, partitions=[MONTH]).rows] == [PartitionState.FORCED]  # a retry
     figure(
         "bad_input",
         case=case.name,
@@ -259,7 +262,7 @@ def test_the_next_run_retries_a_rejected_month_once_the_file_is_replaced(workspa
     path.write_bytes(b"<html>503 Service Unavailable</html>")
     with pytest.raises(UnreadableSource):
         materialize(cfg, MONTH)
-    assert status(cfg)[MONTH]["state"] == "failed"
+    assert status(cfg)[MONTH]["state"] == "rejected"
 
     write_file(cfg.source, MONTH, published_month(MONTH, 450, seed=11))
     result = materialize(cfg, MONTH)
@@ -489,13 +492,18 @@ def test_names_that_are_not_a_real_month_are_skipped_and_reported(tmp_path, figu
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert cli_main(["plan", "--source", cfg.source, "--sink", cfg.sink]) == 0
-    printed = "".join(out.getvalue().split())  # rich may fold a long path over two lines
+    printed = " ".join(out.getvalue().split())  # rich may fold a long line
 
     skipped = {Path(s.uri).name: s.reason for s in plan_months(cfg).listing.skipped}
     assert set(skipped) == set(odd)
     for name, words in odd.items():
         assert words in skipped[name]
-        assert f"skipped{Path(cfg.source, name)}:" in printed
+    # one line for all of them: a count per cause and the first names
+    (line,) = [ln for ln in out.getvalue().splitlines() if ln.startswith("skipped source files:")]
+    assert "3 files not matching the pattern" in printed
+    assert "2 files matching the pattern but naming no real month" in printed
+    assert "1 file naming months outside this asset" in printed
+    assert str(cfg.source) not in line  # names, not paths
     assert set(status(cfg)) == {OTHER}
     assert materialize(cfg, OTHER).rows_source == 200
     figure("bad_input", case="name_not_a_month", outcome=f"skipped and reported ({len(odd)} names)", rows_lost=0)

@@ -107,7 +107,7 @@ def test_bad_input_gets_one_clear_line_and_an_exit_code(dirs, capsys, argv, code
     assert words in err[0]
 
 
-def test_a_rejected_month_is_reported_failed_with_its_reason(dirs, capsys):
+def test_a_rejected_month_is_reported_rejected_with_its_reason(dirs, capsys):
     source, _ = dirs
     write_months(str(source), ["2019-02"], rows=50)
     (source / "fhvhv_tripdata_2019-03.parquet").write_text("<html><body>403 Forbidden</body></html>")
@@ -115,7 +115,7 @@ def test_a_rejected_month_is_reported_failed_with_its_reason(dirs, capsys):
     assert main(["materialize", "--partition", "2019-03"]) == 3
     assert "2019-03" in capsys.readouterr().err
     status = {r["partition"]: r for r in json_out(capsys, ["status", "--json"])}
-    assert status["2019-03"]["state"] == "failed"
+    assert status["2019-03"]["state"] == "rejected"
     assert "not a readable parquet file" in status["2019-03"]["reason"]
     assert status["2019-02"]["state"] == "missing"
 

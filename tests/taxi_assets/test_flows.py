@@ -199,7 +199,7 @@ def test_a_failing_month_fails_only_itself_and_the_next_run_retries_it(
     assert local_clusters.instances[0].status == Status.closed
     assert states(cfg) == {
         "2019-02": PartitionState.FRESH,
-        "2019-03": PartitionState.FAILED,
+        "2019-03": PartitionState.REJECTED,  # its bytes were refused: not retried until they change
         "2019-04": PartitionState.FRESH,
     }
     results = artifacts_of(state.state_details.flow_run_id)
