@@ -59,6 +59,41 @@ class SourceSchemaMismatch(SourceRejected):
         self.column, self.found, self.expected = column, found, expected
 
 
+class UnparseableTimestamp(SourceRejected):
+    """A timestamp column published as text holds a value that is not an ISO-8601 timestamp."""
+
+    def __init__(self, partition: str, path: str, column: str, row: int, sample: str) -> None:
+        shown = sample if len(sample) <= 60 else sample[:57] + "..."
+        problem = f"column {column!r} holds text that is not an ISO-8601 timestamp at row {row}: {shown!r}"
+        remedy = (
+            "ISO-8601 text (2019-04-01 00:05:00, 2019-04-01T04:05:00Z) is parsed, anything else rejects the month; "
+            "replace the file at the source"
+        )
+        SourceRejected.__init__(self, partition, path, problem, remedy)
+        self.args = (partition, path, column, row, sample)
+        self.column, self.row, self.sample = column, row, sample
+
+
+class MisfiledSource(SourceRejected):
+    """Most rows of a file fall in another month than the one its name claims: the file, not its rows, is wrong.
+
+    Quarantining them row by row would replace a good month with an empty one while every check passes.
+    """
+
+    def __init__(self, partition: str, path: str, outside: int, rows: int, likely: str) -> None:
+        problem = (
+            f"{outside:,} of {rows:,} rows ({outside / max(rows, 1):.0%}) have a pickup outside {partition}, most "
+            f"of them in {likely}: the file looks filed under the wrong month"
+        )
+        remedy = (
+            f"check that the file holds the trips of {partition} (not a copy of {likely}'s) and replace it at the "
+            "source; nothing was written, the previous version of the month stays"
+        )
+        SourceRejected.__init__(self, partition, path, problem, remedy)
+        self.args = (partition, path, outside, rows, likely)
+        self.outside, self.rows, self.likely = outside, rows, likely
+
+
 class SourceUnavailable(Transient, TaxiAssetsError):
     """Listing or download failed in a way that may pass on retry (timeout, 5xx, throttling)."""
 
