@@ -28,6 +28,7 @@ import pyarrow as pa
 
 WORKER_THREADS_ENV: Final = "TAXI_ASSETS_WORKER_THREADS"
 MAX_LANES: Final = 4  # encoder threads per month: past 4 the reading thread, not encoding, is the bottleneck
+MIN_LANES: Final = 2  # even on one core: the reading thread and an encoder overlap, so one lane would idle a core
 MIN_IO_THREADS: Final = 8  # Arrow's own default: I/O threads wait on the network, they do not need a core each
 
 
@@ -38,7 +39,8 @@ class ThreadShare:
     * ``arrow_cpu``: Arrow's CPU pool (process-wide: Parquet decoding, compute kernels), all of ``cores``;
     * ``arrow_io``: Arrow's I/O pool (process-wide: reads waiting on the store), at least Arrow's default 8;
     * ``duckdb``: threads of one task's DuckDB connection (the checks), ``cores / tasks``;
-    * ``lanes``: one task's Parquet encoder threads for ``trips``, ``cores / tasks`` up to :data:`MAX_LANES`;
+    * ``lanes``: one task's Parquet encoder threads for ``trips``, ``cores / tasks`` within
+      [:data:`MIN_LANES`, :data:`MAX_LANES`];
     * ``source``: where ``cores`` came from, for the log.
     """
 
@@ -68,7 +70,7 @@ def share_for(cores: int, *, tasks: int = 1, source: str = "given") -> ThreadSha
         arrow_cpu=cores,
         arrow_io=max(MIN_IO_THREADS, cores),
         duckdb=per_task,
-        lanes=min(per_task, MAX_LANES),
+        lanes=min(max(per_task, MIN_LANES), MAX_LANES),
         source=source,
     )
 

@@ -18,6 +18,7 @@ from taxi_assets.io.sink import layout_for
 from taxi_assets.io.threads import (
     MAX_LANES,
     MIN_IO_THREADS,
+    MIN_LANES,
     WORKER_THREADS_ENV,
     cores_from_env,
     ensure_thread_share,
@@ -35,7 +36,7 @@ def test_a_share_gives_arrow_all_its_cores_and_each_task_its_part() -> None:
     assert share_for(32).arrow_io == 32
     assert share_for(32).lanes == MAX_LANES
     one = share_for(0, tasks=0)
-    assert (one.cores, one.tasks, one.duckdb, one.lanes) == (1, 1, 1, 1)
+    assert (one.cores, one.tasks, one.duckdb, one.lanes) == (1, 1, 1, MIN_LANES)
     assert "8 core(s) for 2 task(s) at once (test)" in share.describe()
 
 
@@ -47,7 +48,7 @@ def test_the_cluster_setting_is_read_only_when_it_is_a_positive_number() -> None
 
 
 def test_the_encoder_lanes_follow_the_share() -> None:
-    assert (layout_for(share_for(1)).lanes, layout_for(share_for(1)).max_groups) == (1, 2)
+    assert (layout_for(share_for(1)).lanes, layout_for(share_for(1)).max_groups) == (2, 2)  # the old default
     assert (layout_for(share_for(2)).lanes, layout_for(share_for(2)).max_groups) == (2, 2)
     assert (layout_for(share_for(16)).lanes, layout_for(share_for(16)).max_groups) == (MAX_LANES, MAX_LANES)
 
@@ -99,7 +100,8 @@ def test_a_worker_with_two_threads_runs_arrow_on_two_threads() -> None:
     assert out["arrow_before"] == 1
     assert out["arrow"] == 2
     assert out["io"] >= MIN_IO_THREADS
-    assert (out["duckdb"], out["lanes"]) == (1, 1)  # two months at once in this worker: one core each
+    assert out["duckdb"] == 1  # two months at once in this worker: one core each
+    assert out["lanes"] == MIN_LANES
     assert out["share"].source == "threads_per_worker=2"
 
 
