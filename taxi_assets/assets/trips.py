@@ -27,9 +27,10 @@ from partitions.staleness import PartitionState, PlanRow, Verifications, plan
 from taxi_assets.assets.daily_summary import commit_summary
 from taxi_assets.checks.store import CheckResult, checks_recorded_by, record_checks
 from taxi_assets.checks.verify import verify_month_checks
-from taxi_assets.errors import CheckFailed, ConfigurationError, SourceRejected
+from taxi_assets.errors import CheckFailed, ConfigurationError, MisfiledSource, SourceRejected
 from taxi_assets.io.sink import ROWS_DIGEST, ROWS_DIGEST_BEFORE, Written, write_month
-from taxi_assets.io.sources import list_months
+from taxi_assets.io.sources import list_months, survey_month
+from taxi_assets.model.cleaning import misfiled
 from taxi_assets.model.code_version import trips_code_version
 from taxi_assets.model.intents import INTENTS
 from taxi_assets.model.row_digest import RowsDigest
@@ -207,6 +208,7 @@ def materialize_month(
     month = source.partition
     base = _record(source, "success", run_id=run_id, code_version=version, started_at=_now())
     try:
+        reject_misfiled(source, cfg)  # before any data file is written
         written = write_month(source, cfg, base, now=_now)
     except SourceRejected as exc:  # the bytes themselves: not retried until the file or the code changes
         _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc), status="rejected")
@@ -228,6 +230,24 @@ def materialize_month(
         summary_version=summary_version,
         summary_error=summary_error,
     )
+
+
+def reject_misfiled(source: SourceFile, cfg: Settings) -> None:
+    """Refuse a file most of whose rows fall outside its month, before anything of it is written.
+
+    The survey reads the footer (and only the pickup column of row groups the footer cannot place); it also
+    parses timestamp text in full, so such an error names its row in the file.
+
+    Raises:
+        MisfiledSource: more than half of the rows have a pickup in other months (a copy of another month).
+        UnparseableTimestamp: timestamp text that is not ISO-8601.
+    """
+    survey = survey_month(source, cfg)
+    if survey is None:  # unreadable: the reader says how
+        return
+    verdict = misfiled(source.partition, survey.rows, survey.pickups_by_month)
+    if verdict is not None:
+        raise MisfiledSource(source.partition, source.uri, verdict.outside, verdict.rows, verdict.likely)
 
 
 def _commit_summary(

@@ -12,15 +12,18 @@ published (spec 1.3)                        canonical                           
 ``dictionary<*, string>``                   ``string`` (flags: mapped on the dictionary, then taken) cast
 ``timestamp[ns]`` / ``[ms]`` / ``[s]``      ``timestamp[us]`` (sub-microsecond digits dropped)       cast
 ``timestamp[*, tz=...]``                    New York wall time, naive                                cast
+ISO-8601 text (``2019-04-01 00:05:00``)     ``timestamp[us]``; with ``Z``/``-04:00``: New York time   cast
+other text in a timestamp column            -- (the error names the column, a row and the value)     reject
 ints or decimals in a money column          ``float64``                                              cast
 ``cbd_congestion_fee`` absent (< 2025-01)   null (never 0, spec 1.3)                                 cast
 a column named in another case              the canonical name (``Airport_fee``)                     cast
 a column the schema does not know           left out, named in the record (``extra_columns``)        reported
 a canonical column missing                  --                                                       reject
-text in a numeric or timestamp column       --                                                       reject
+text in a numeric column                    --                                                       reject
 =========================================== ======================================================== =========
 
-Text in a numeric column is rejected rather than parsed: a file whose fare is a string was written by
+Text in a numeric column is rejected rather than parsed (a timestamp has one unambiguous text form, ISO-8601,
+which is parsed; a fare has none): a file whose fare is a string was written by
 something else than the TLC's pipeline, and a best-effort parse would quarantine or, worse, keep values whose
 meaning nobody checked. The file stays out; the month plans ``failed`` with this message until it is replaced.
 """
@@ -34,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taxi_assets.errors import SourceSchemaMismatch
+from taxi_assets.errors import SourceSchemaMismatch, UnparseableTimestamp
 from taxi_assets.model.schema import (
     BY_LOWER_NAME,
     COLUMNS,
@@ -53,13 +56,13 @@ def _accepts(kind: Kind, t: pa.DataType) -> bool:
     if pa.types.is_null(t):
         return True
     if pa.types.is_dictionary(t):
-        return kind in ("string", "flag") and _is_text(t.value_type)
+        return kind in ("string", "flag", "timestamp") and _is_text(t.value_type)
     if kind == "string":
         return _is_text(t)
     if kind == "flag":
         return _is_text(t) or bool(pa.types.is_boolean(t))
     if kind == "timestamp":
-        return bool(pa.types.is_timestamp(t))
+        return bool(pa.types.is_timestamp(t)) or _is_text(t)  # text: ISO-8601, parsed (or the month rejected)
     if kind in ("id", "seconds"):
         return bool(pa.types.is_integer(t))
     if kind == "float":
@@ -114,7 +117,7 @@ def _expected(col: Column) -> str:
     return {
         "string": "a string column",
         "flag": "a Y/N string column",
-        "timestamp": "a timestamp column",
+        "timestamp": "a timestamp column (or ISO-8601 text)",
         "id": "an integer zone ID column",
         "seconds": "an integer seconds column",
         "float": "a numeric column",
@@ -130,13 +133,19 @@ class Conformed:
 
 
 def conform(
-    batch: pa.RecordBatch, plan: ColumnPlan, *, partition: str, path: str, dictionary_strings: bool = False
+    batch: pa.RecordBatch,
+    plan: ColumnPlan,
+    *,
+    partition: str,
+    path: str,
+    dictionary_strings: bool = False,
+    first_row: int = 0,
 ) -> Conformed:
     """Cast one batch onto :func:`taxi_assets.model.schema.trips_schema`, adding the partition column.
 
     With ``dictionary_strings`` the string columns come out as ``dictionary<int32, string>`` instead
     (:func:`taxi_assets.model.schema.trips_batch_schema`, the streaming writer's layout): same values, no string
-    per row.
+    per row. ``first_row`` is the batch's offset in the file, for the row an error names.
     """
     schema = trips_batch_schema() if dictionary_strings else trips_schema()
     arrays: list[pa.Array] = []
@@ -150,6 +159,9 @@ def conform(
         try:
             if dictionary_strings and col.kind == "string":
                 out, nulled = _dictionary_string(arr), 0
+            elif col.kind == "timestamp":
+                out = canonical_timestamps(arr, partition=partition, path=path, column=source, first_row=first_row)
+                nulled = 0
             else:
                 out, nulled = _cast(arr, col)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -190,12 +202,79 @@ def _cast(arr: pa.Array, col: Column) -> tuple[pa.Array, int]:
     if col.kind == "flag":
         return _flag(arr)
     if col.kind == "timestamp":
-        if t.tz is not None:  # an instant: show it as New York wall time, the convention of the naive files
-            arr = pc.local_timestamp(arr.cast(pa.timestamp(t.unit, tz=NEW_YORK)))
-        # ns -> us drops sub-microsecond digits, which the source never carries (whole seconds); s/ms -> us
-        # multiply, and a safe cast refuses an overflow instead of wrapping.
-        return arr.cast(col.arrow_type, safe=t.unit != "ns"), 0
+        return _timestamps(arr), 0
     return arr.cast(col.arrow_type, safe=True), 0
+
+
+CANONICAL_TIMESTAMP: Final = pa.timestamp("us")
+# An ISO-8601 zone designator ending the text: Z, +hh, +hhmm or +hh:mm (an instant, not a wall time).
+_ZONE_SUFFIX: Final = r":\d\d(?:\.\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)$"  # after the minutes or seconds
+
+
+def canonical_timestamps(
+    arr: pa.Array | pa.ChunkedArray, *, partition: str, path: str, column: str, first_row: int = 0
+) -> pa.Array:
+    """Any accepted timestamp layout as ``timestamp[us]`` New York wall time (the naive files' convention).
+
+    Timestamps of any unit or zone are cast; ISO-8601 text is parsed: ``2019-04-01 00:05:00``,
+    ``2019-04-01T00:05:00.5`` (wall time, as the naive files) and ``...Z`` / ``...-04:00`` (instants, shown in New
+    York time). Text that is not ISO-8601 rejects the month with the column, the row (``first_row`` + its index)
+    and the value: a best-effort parse of dates nobody checked would file trips under the wrong day.
+
+    Raises:
+        UnparseableTimestamp: a text value that is not an ISO-8601 timestamp.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not _is_text(arr.type):
+        return _timestamps(arr)
+    text = arr.cast(pa.string())
+    try:
+        return _parse_iso(text)
+    except pa.ArrowInvalid:
+        row = _first_unparseable(text)
+        raise UnparseableTimestamp(partition, path, column, first_row + row, str(text[row].as_py())) from None
+
+
+def _timestamps(arr: pa.Array) -> pa.Array:
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), CANONICAL_TIMESTAMP)
+    if t.tz is not None:  # an instant: show it as New York wall time, the convention of the naive files
+        arr = pc.local_timestamp(arr.cast(pa.timestamp(t.unit, tz=NEW_YORK)))
+    # ns -> us drops sub-microsecond digits, which the source never carries (whole seconds); s/ms -> us
+    # multiply, and a safe cast refuses an overflow instead of wrapping.
+    return arr.cast(CANONICAL_TIMESTAMP, safe=t.unit != "ns")
+
+
+def _parse_iso(text: pa.Array) -> pa.Array:
+    """ISO-8601 text as wall time; values with a zone designator are instants, converted to New York time."""
+    zoned = pc.fill_null(pc.match_substring_regex(text, _ZONE_SUFFIX), False)
+    n_zoned = int(pc.sum(zoned.cast(pa.int64())).as_py() or 0)
+    if n_zoned == 0:
+        return text.cast(CANONICAL_TIMESTAMP)
+    instants = pc.if_else(zoned, text, pa.scalar(None, pa.string())).cast(pa.timestamp("us", tz="UTC"))
+    local = _timestamps(instants)
+    if n_zoned == len(text) - text.null_count:
+        return local
+    walls = pc.if_else(zoned, pa.scalar(None, pa.string()), text).cast(CANONICAL_TIMESTAMP)
+    return pc.if_else(zoned, local, walls)
+
+
+def _first_unparseable(text: pa.Array) -> int:
+    """Index of the first value :func:`_parse_iso` refuses (it refuses ``text``): a bisection over prefixes,
+    O(n log n), paid only on the way to an error."""
+    low, high = 0, len(text)  # text[:low] parses, text[:high] does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            _parse_iso(text.slice(0, middle))
+            low = middle
+        except pa.ArrowInvalid:
+            high = middle
+    return low
 
 
 def _dictionary_flag(arr: pa.DictionaryArray) -> tuple[pa.Array, int]:
@@ -227,4 +306,13 @@ def _flag(arr: pa.Array) -> tuple[pa.Array, int]:
     return out, nulled
 
 
-__all__ = ["PARTITION_COLUMN", "ColumnPlan", "Conformed", "conform", "plan_columns", "repeat_string"]
+__all__ = [
+    "CANONICAL_TIMESTAMP",
+    "PARTITION_COLUMN",
+    "ColumnPlan",
+    "Conformed",
+    "canonical_timestamps",
+    "conform",
+    "plan_columns",
+    "repeat_string",
+]

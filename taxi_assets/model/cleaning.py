@@ -15,7 +15,7 @@ Pure: pyarrow in, pyarrow out; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -206,3 +206,34 @@ def split(batch: pa.RecordBatch, ctx: RuleContext, *, first_row: int, rules: Seq
 
 def _empty_quarantine() -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=quarantine_schema())
+
+
+# -- a whole file under the wrong key ---------------------------------------------------------------------------
+
+MISFILED_SHARE: Final = 0.5  # more than this share of a file's rows outside its month: the file, not the rows
+
+
+@dataclass(frozen=True, slots=True)
+class Misfiled:
+    """The verdict on a file most of whose rows fall outside the month its name claims."""
+
+    outside: int  # rows with a pickup outside the claimed month
+    rows: int  # all rows of the file
+    likely: str  # the month most of those rows fall in
+
+
+def misfiled(month: str, rows: int, by_month: Mapping[str, int]) -> Misfiled | None:
+    """``None`` unless more than half of the ``rows`` have a pickup outside ``month`` (``by_month``: pickups per
+    month, nulls not counted).
+
+    A handful of rows outside the month are bad rows: quarantined with ``pickup_outside_month``. Most of the
+    file outside it is one bad *file*: a copy of another month (``..._2019-05.parquet`` saved as 2019-04), which
+    would otherwise replace a good month with an empty one while every check passes (spec 2.4: no published
+    month has a single pickup outside its month).
+    """
+    outside = {key: n for key, n in by_month.items() if key != month and n > 0}
+    count = sum(outside.values())
+    if rows <= 0 or count <= rows * MISFILED_SHARE:
+        return None
+    likely = max(sorted(outside), key=lambda key: outside[key])
+    return Misfiled(outside=count, rows=rows, likely=likely)

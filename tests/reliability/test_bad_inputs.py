@@ -44,7 +44,13 @@ from partitions.errors import DuplicatePartitionSource
 from partitions.staleness import PartitionState
 from taxi_assets.assets.trips import plan_months
 from taxi_assets.cli.main import main as cli_main
-from taxi_assets.errors import SourceRejected, SourceSchemaMismatch, UnreadableSource
+from taxi_assets.errors import (
+    MisfiledSource,
+    SourceRejected,
+    SourceSchemaMismatch,
+    UnparseableTimestamp,
+    UnreadableSource,
+)
 from taxi_assets.model.casts import conform, plan_columns
 from taxi_assets.model.cleaning import RULES
 from taxi_assets.model.schema import trips_schema
@@ -119,10 +125,23 @@ def _table(make: Callable[[pa.Table], pa.Table]) -> Callable[[Path, pa.Table], N
     return lambda path, good: pq.write_table(make(good), path, row_group_size=100)
 
 
+def _iso_text(table: pa.Table, *names: str, fmt: str = "%Y-%m-%d %H:%M:%S", utc: bool = False) -> pa.Table:
+    """Timestamp columns published as ISO-8601 text (wall time, or with ``utc`` the instant with a ``Z``)."""
+    for name in names:
+        values = table[name]
+        if utc:
+            values = pc.assume_timezone(values, timezone="America/New_York").cast(pa.timestamp("us", tz="UTC"))
+        table = with_column(table, name, pc.strftime(values, format=fmt))
+    return table
+
+
 def _text_timestamps(good: pa.Table) -> pa.Table:
     text = pc.strftime(good["pickup_datetime"], format="%Y-%m-%d %H:%M:%S").to_pylist()
     text[3] = "2022-06-31 25:61:00"
     return with_column(good, "pickup_datetime", pa.array(text, pa.string()))
+
+
+STR = pa.string()
 
 
 @dataclass(frozen=True)
@@ -183,9 +202,23 @@ REJECTED = [
     Rejected(
         "unparseable_timestamps_as_text",
         _table(_text_timestamps),
-        SourceSchemaMismatch,
-        ("'pickup_datetime' is string", "expected a timestamp column"),
+        UnparseableTimestamp,
+        ("'pickup_datetime' holds text that is not an ISO-8601 timestamp at row 3: '2022-06-31 25:61:00'",),
         column="pickup_datetime",
+    ),
+    Rejected(
+        "unparseable_timestamp_late_in_the_file",
+        _table(lambda g: cell_replaced(_iso_text(g, "dropoff_datetime"), "dropoff_datetime", ROWS - 7, "soon", STR)),
+        UnparseableTimestamp,
+        (f"'dropoff_datetime' holds text that is not an ISO-8601 timestamp at row {ROWS - 7}: 'soon'",),
+        column="dropoff_datetime",
+    ),
+    Rejected(
+        "text_in_a_timestamp_column_that_is_not_a_date",
+        _table(lambda g: with_column(g, "request_datetime", pa.array(["2.5 miles"] * g.num_rows))),
+        UnparseableTimestamp,
+        ("'request_datetime' holds text that is not an ISO-8601 timestamp at row 0",),
+        column="request_datetime",
     ),
     Rejected(
         "zone_id_beyond_int32",
@@ -254,6 +287,57 @@ def test_an_untrusted_file_is_rejected_whole_and_the_previous_month_stays(worksp
         rows_lost=before.trips_rows + before.quarantine_rows - after.trips_rows - after.quarantine_rows,
         written=len(after.stored - before.stored),
     )
+
+
+def test_another_months_file_filed_under_this_month_is_rejected_and_the_previous_version_stays(workspace, figure):
+    cfg = workspace
+    before = snapshot(cfg, MONTH)
+    trips_version = version(cfg, "trips")
+    path = Path(cfg.source) / file_name(MONTH)
+    shutil.copyfile(Path(cfg.source) / file_name(OTHER), path)  # July's file saved as June's
+
+    with pytest.raises(MisfiledSource) as info:
+        materialize(cfg, MONTH)
+
+    error = info.value
+    rows = pq.ParquetFile(path).metadata.num_rows
+    assert (error.partition, error.path, error.exit_code, error.likely, error.rows) == (
+        MONTH,
+        str(path),
+        3,
+        OTHER,
+        rows,
+    )
+    assert error.outside > rows / 2
+    assert f"have a pickup outside {MONTH}, most of them in {OTHER}: the file looks filed under the wrong month" in (
+        str(error)
+    )
+    assert "replace it at the source" in str(error)
+    assert snapshot(cfg, MONTH) == before  # nothing written: the good month stays whole
+    (rejected,) = [c for c in log(cfg, "trips") if c.version > trips_version]
+    assert (rejected.status, data_actions(rejected)) == ("rejected", [])
+    assert status(cfg)[MONTH]["state"] == "rejected"
+    figure("bad_input", case="misfiled_month", outcome="rejected: MisfiledSource", rows_lost=0, written=0)
+
+
+@pytest.mark.parametrize(("moved", "rejected"), [(0.4, False), (0.6, True)])
+def test_a_month_is_misfiled_only_when_most_of_its_rows_fall_outside_it(tmp_path, moved, rejected):
+    cfg = local_settings(tmp_path)
+    good = published_month(MONTH, 500, seed=12, anomalies="clean")
+    n = int(len(good) * moved)
+    shifted = pc.add(good["pickup_datetime"].slice(0, n), pa.scalar(40 * 86_400_000_000, pa.duration("us")))
+    pickups = pa.concat_arrays(
+        [shifted.combine_chunks().cast(good["pickup_datetime"].type), good["pickup_datetime"].slice(n).combine_chunks()]
+    )
+    write_file(cfg.source, MONTH, with_column(good, "pickup_datetime", pickups), row_group_size=100)
+
+    if rejected:
+        with pytest.raises(MisfiledSource, match=f"{n} of 500 rows"):
+            materialize(cfg, MONTH)
+        assert version(cfg, "quarantine") is None  # nothing written
+    else:
+        result = materialize(cfg, MONTH)
+        assert result.quarantined_by_rule.get("pickup_outside_month") == n  # bad rows, not a bad file
 
 
 def test_the_next_run_retries_a_rejected_month_once_the_file_is_replaced(workspace, figure):
@@ -370,6 +454,9 @@ DRIFTS = [
     Drift("unknown_extra_columns", _extra, extra=("request_source", "surge_multiplier")),
     Drift("columns_in_another_order", _shuffled_columns),
     Drift("all_at_once", _everything, extra=("request_source", "surge_multiplier")),
+    Drift("timestamps_iso_text", lambda t: _iso_text(t, *TS_COLUMNS)),
+    Drift("timestamps_iso_text_with_t", lambda t: _iso_text(t, *TS_COLUMNS, fmt="%Y-%m-%dT%H:%M:%S")),
+    Drift("timestamps_iso_text_utc_z", lambda t: _iso_text(t, *TS_COLUMNS, fmt="%Y-%m-%dT%H:%M:%SZ", utc=True)),
 ]
 
 

@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 from month_builders import set_column, valid_month, with_values
 
-from taxi_assets.errors import SourceSchemaMismatch
-from taxi_assets.model.casts import conform, plan_columns, repeat_string
+from taxi_assets.errors import SourceSchemaMismatch, UnparseableTimestamp
+from taxi_assets.model.casts import canonical_timestamps, conform, plan_columns, repeat_string
 from taxi_assets.model.schema import COLUMN_NAMES, trips_batch_schema, trips_schema
 from taxi_assets.synth import month_schema
 
@@ -184,11 +184,10 @@ def test_a_missing_column_rejects_the_month_with_a_named_picklable_error(column)
     ("column", "values"),
     [
         ("base_passenger_fare", ["12.5"] * ROWS),
-        ("pickup_datetime", ["2022-06-01 10:00:00"] * ROWS),
         ("trip_time", [600.0] * ROWS),
     ],
 )
-def test_text_or_fractions_where_numbers_or_timestamps_belong_reject_the_file(column, values):
+def test_text_or_fractions_where_numbers_belong_reject_the_file(column, values):
     table = set_column(valid_month("2022-06", ROWS), column, pa.array(values))
     with pytest.raises(SourceSchemaMismatch) as info:
         plan_columns(table.schema, partition="2022-06", path=PATH)
@@ -230,3 +229,81 @@ def test_the_streaming_layout_keeps_strings_as_dictionaries_with_the_same_values
     assert streamed.schema == trips_batch_schema()
     assert streamed.column("originating_base_num").type == pa.dictionary(pa.int32(), pa.string())
     assert pa.Table.from_batches([streamed]).cast(trips_schema()).equals(pa.Table.from_batches([canonical]))
+
+
+# -- timestamps published as ISO-8601 text ---------------------------------------------------------------------
+
+
+def parse(values: list[str | None], first_row: int = 0) -> list[datetime | None]:
+    return canonical_timestamps(
+        pa.array(values, pa.string()), partition="2022-06", path=PATH, column="pickup_datetime", first_row=first_row
+    ).to_pylist()
+
+
+def test_iso_8601_text_is_parsed_as_new_york_wall_time():
+    assert parse(
+        [
+            "2022-06-01 10:00:00",  # wall time, as the naive files
+            "2022-06-01T10:00:00",
+            "2022-06-01T10:00:00.25",
+            "2022-06-01",  # a date: midnight
+            None,
+        ]
+    ) == [
+        datetime(2022, 6, 1, 10),
+        datetime(2022, 6, 1, 10),
+        datetime(2022, 6, 1, 10, 0, 0, 250_000),
+        datetime(2022, 6, 1),
+        None,
+    ]
+
+
+def test_iso_8601_text_with_a_zone_is_an_instant_shown_in_new_york_time():
+    assert parse(["2022-06-01T14:00:00Z", "2022-06-01T10:00:00-04:00", "2022-01-15 15:30:00+0000"]) == [
+        datetime(2022, 6, 1, 10),  # EDT: UTC-4
+        datetime(2022, 6, 1, 10),
+        datetime(2022, 1, 15, 10, 30),  # EST: UTC-5
+    ]
+    # wall times and instants mixed in one column: each as it says
+    assert parse(["2022-06-01 10:00:00", "2022-06-01T14:00:00Z", None]) == [
+        datetime(2022, 6, 1, 10),
+        datetime(2022, 6, 1, 10),
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "row", "sample"),
+    [
+        (["2022-06-01 10:00:00"] * 5 + ["2022-06-31 25:61:00"] + ["2022-06-01 10:00:00"] * 3, 5, "2022-06-31 25:61:00"),
+        (["06/01/2022 10:00"], 0, "06/01/2022 10:00"),
+        (["2022-06-01T14:00:00Z", "2022-06-01 10:00:00", "yesterday"], 2, "yesterday"),
+        ([None, "2022-06-01 10:00:00.1234567"], 1, "2022-06-01 10:00:00.1234567"),  # below a microsecond
+    ],
+)
+def test_text_that_is_not_iso_8601_rejects_the_month_naming_column_row_and_value(values, row, sample):
+    with pytest.raises(UnparseableTimestamp) as info:
+        parse(values, first_row=1_000)
+    error = info.value
+    assert (error.partition, error.path, error.column, error.row, error.sample) == (
+        "2022-06",
+        PATH,
+        "pickup_datetime",
+        1_000 + row,
+        sample,
+    )
+    assert f"'pickup_datetime' holds text that is not an ISO-8601 timestamp at row {1_000 + row}: {sample!r}" in str(
+        error
+    )
+    assert error.exit_code == 3
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.row, str(again)) == (error.row, str(error))
+
+
+def test_a_month_with_text_timestamps_conforms_to_the_same_rows_as_the_typed_one():
+    typed = valid_month("2022-06", ROWS)
+    text = typed
+    for name in ("request_datetime", "pickup_datetime", "dropoff_datetime"):
+        text = set_column(text, name, pc.strftime(typed[name], format="%Y-%m-%dT%H:%M:%S"))
+    (_, want), (_, got) = run(typed, "2022-06"), run(text, "2022-06")
+    assert got.batch.equals(want.batch)

@@ -10,7 +10,7 @@ import pytest
 from month_builders import valid_month, with_values
 
 from taxi_assets.model.casts import conform, plan_columns
-from taxi_assets.model.cleaning import RULE_NAMES, RULES, Rule, context_for, split
+from taxi_assets.model.cleaning import RULE_NAMES, RULES, Misfiled, Rule, context_for, misfiled, split
 from taxi_assets.model.schema import quarantine_schema, trips_schema
 from taxi_assets.synth import generate_month
 
@@ -199,3 +199,13 @@ def test_quarantined_rows_of_a_dictionary_batch_are_stored_as_plain_strings():
     assert part.quarantine.schema == quarantine_schema()
     assert part.quarantine.column("hvfhs_license_num").to_pylist() == [table["hvfhs_license_num"][5].as_py()]
     assert part.clean_rows == ROWS - 1
+
+
+def test_a_file_is_misfiled_only_when_more_than_half_of_its_rows_lie_in_other_months():
+    assert misfiled("2019-04", 100, {"2019-04": 100}) is None
+    assert misfiled("2019-04", 100, {"2019-04": 50, "2019-05": 50}) is None  # half is not most
+    assert misfiled("2019-04", 100, {"2019-04": 49, "2019-05": 30, "2019-06": 21}) == Misfiled(51, 100, "2019-05")
+    assert misfiled("2019-04", 100, {"2019-05": 100}) == Misfiled(100, 100, "2019-05")
+    assert misfiled("2019-04", 100, {"2019-04": 10}) is None  # 90 null pickups: bad rows, not another month
+    assert misfiled("2019-04", 0, {}) is None
+    assert misfiled("2019-04", 10, {"2019-06": 3, "2019-05": 3, "2019-03": 0}) == Misfiled(6, 10, "2019-05")  # tie

@@ -309,3 +309,34 @@ def test_a_lost_quarantine_file_is_named_with_its_table(tmp_path):
     (row,) = plan_months(cfg, deep=True).rows
     assert row.state is PartitionState.FAILED
     assert f"quarantine/month=2019-02/{files[0].name}" in row.reason
+
+
+# -- a file filed under the wrong month --------------------------------------------------------------------------
+
+
+def test_may_copied_over_april_is_rejected_before_anything_is_committed(tmp_path, capsys):
+    cfg = local_settings(tmp_path)
+    write_months(cfg.source, ["2019-04", "2019-05"], rows=300)
+    argv = ["--source", cfg.source, "--sink", cfg.sink]
+    assert main(["materialize", "--partition", "2019-04", *argv]) == 0
+    april = month_rows(cfg, "trips", "2019-04")
+    before = versions(cfg)
+    april_file = Path(cfg.source) / file_name("2019-04")
+    shutil.copyfile(Path(cfg.source) / file_name("2019-05"), april_file)
+
+    capsys.readouterr()
+    assert main(["materialize", "--partition", "2019-04", *argv]) == 3
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"taxi-assets: 2019-04: {april_file}: 300 of 300 rows (100%) have a pickup outside 2019-04, most of them in "
+        "2019-05: the file looks filed under the wrong month; check that the file holds the trips of 2019-04 (not "
+        "a copy of 2019-05's) and replace it at the source; nothing was written, the previous version of the month "
+        "stays"
+    )
+    after = versions(cfg)
+    assert {k: v for k, v in after.items() if k != "trips"} == {k: v for k, v in before.items() if k != "trips"}
+    assert after["trips"] == before["trips"] + 1  # the rejection record only: an empty commit
+    assert month_rows(cfg, "trips", "2019-04") == april  # the good month stays whole
+    (row,) = plan_months(cfg, partitions=None).rows[:1]
+    assert (row.partition, row.state) == ("2019-04", PartitionState.REJECTED)
+    assert "filed under the wrong month" in row.reason
