@@ -44,3 +44,14 @@ class QueryRefused(QueryFailed):
     def __str__(self) -> str:
         remedy = self.remedy or "taxi-assets sql only reads the sink's views (SELECT, WITH, DESCRIBE, EXPLAIN)"
         return f"{self.sink}: query refused: {self.detail}; {remedy}"
+
+
+class ReportNotWritable(ConfigurationError):
+    """``--output`` names a directory, or a place where no file can be written; nothing was left there."""
+
+    def __init__(self, output: str, problem: str) -> None:
+        super().__init__(
+            output, f"the report cannot be written here: {problem}; pass --output a file path in a writable directory"
+        )
+        self.args = (output, problem)
+        self.output, self.reason = output, problem

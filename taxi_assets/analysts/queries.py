@@ -187,3 +187,40 @@ def latest_checks(months: Sequence[str] | None) -> str:
         FROM checks WHERE {month_filter(months, column="partition")}
         QUALIFY row_number() OVER (PARTITION BY partition, "check" ORDER BY checked_at DESC) = 1
         ORDER BY month, "check" """
+
+
+def company_shares(months: Sequence[str] | None) -> str:
+    """Trips per month and company, with the company's share of the month (0..100)."""
+    return f"""
+        SELECT month, {_COMPANY} ELSE hvfhs_license_num END AS company, count(*) AS trips,
+               100.0 * count(*) / sum(count(*)) OVER (PARTITION BY month) AS share_pct
+        FROM trips WHERE {month_filter(months)} GROUP BY month, company ORDER BY month, company"""
+
+
+def quarantine_examples(months: Sequence[str] | None, per_rule: int = 3) -> str:
+    """A few quarantined rows per rule (the first by month and source row), with the columns rules look at."""
+    return f"""
+        WITH broken AS (
+            SELECT unnest(rule) AS broken_rule, * FROM quarantine WHERE {month_filter(months)}
+        )
+        SELECT broken_rule AS rule, month, source_row, hvfhs_license_num, pickup_datetime, dropoff_datetime,
+               PULocationID, DOLocationID, trip_miles, trip_time, base_passenger_fare, driver_pay, reason
+        FROM broken
+        QUALIFY row_number() OVER (PARTITION BY broken_rule ORDER BY month, source_row) <= {int(per_rule)}
+        ORDER BY rule, month, source_row"""
+
+
+# Distributions per month: (column expression, label). Quantiles, not pooled histograms: one line per statistic
+# over the months shows a month that drifts, and stays readable for 80 months.
+DISTRIBUTIONS: Final = (
+    ("base_passenger_fare", "Base passenger fare (USD)"),
+    ("trip_miles", "Trip distance (miles)"),
+    ("trip_time / 60.0", "Trip duration (minutes)"),
+)
+QUANTILES: Final = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def quantiles_by_month(expr: str, months: Sequence[str] | None) -> str:
+    """The 5th, 25th, 50th, 75th and 95th percentile of ``expr`` per month (approximate: t-digest, fast)."""
+    cols = ", ".join(f"approx_quantile({expr}, {q}) AS p{round(q * 100):02d}" for q in QUANTILES)
+    return f"SELECT month, {cols} FROM trips WHERE {month_filter(months)} GROUP BY month ORDER BY month"

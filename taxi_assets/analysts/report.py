@@ -27,7 +27,8 @@ from typing import Final
 import matplotlib as mpl
 from cycler import cycler
 
-from partitions.keys import parse_month
+from partitions.keys import parse_month, parse_selection
+from taxi_assets.analysts.errors import ReportNotWritable
 from taxi_assets.analysts.views import sink_tables
 from taxi_assets.errors import ReportFailed
 from taxi_assets.settings import Settings
@@ -63,11 +64,15 @@ def apply_style() -> None:
     )
 
 
-def render_report(sink: str, output: str | Path, *, months: Sequence[str] | None = None, timeout: int = 600) -> Path:
+def render_report(
+    sink: str, output: str | Path, *, months: str | Sequence[str] | None = None, timeout: int = 600
+) -> Path:
     """Execute the report notebook against ``sink`` and write one self-contained HTML file to ``output``.
 
-    ``months`` limits the report to those keys (``None``: every month in the sink). Raises
-    :class:`ReportFailed` naming the failing cell; no partial HTML file is ever left at ``output``.
+    ``months`` limits the report to those keys (``"2019-02..2019-06"``, a list, or ``None``: every month in the
+    sink). Raises :class:`ReportFailed` naming the failing cell, :class:`NoTablesInSink` for a sink without
+    tables and :class:`ReportNotWritable` for an output that is a directory or cannot be written (both checked
+    before the kernel starts). The file appears whole or not at all: no partial file is ever left behind.
     """
     # Imported here: seconds of import that the notebook kernel (which imports apply_style) and every other
     # `taxi-assets` command should not pay.
@@ -75,8 +80,9 @@ def render_report(sink: str, output: str | Path, *, months: Sequence[str] | None
     from papermill.exceptions import PapermillExecutionError
 
     cfg = Settings.resolve(sink=sink)
-    keys = [parse_month(m) for m in months] if months else None
+    keys = parse_selection(months) if isinstance(months, str) else [parse_month(m) for m in months or ()] or None
     out = Path(output)
+    _check_writable(out)
     if not NOTEBOOK.is_file():
         raise ReportFailed(cfg.sink, str(out), f"notebook {NOTEBOOK} not found: reinstall taxi-assets")
     sink_tables(cfg.sink, cfg.storage_options(cfg.sink))  # NoTablesInSink (exit 2) before any kernel starts
@@ -99,11 +105,27 @@ def render_report(sink: str, output: str | Path, *, months: Sequence[str] | None
                 detail = f"cell {exc.exec_count} raised {exc.ename}: {_first_line(exc.evalue)}"
                 raise ReportFailed(cfg.sink, str(out), _redact(detail, cfg)) from None
         html = export_html(executed)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(html, encoding="utf-8")
-    partial.replace(out)
+    try:
+        partial.write_text(html, encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        raise ReportNotWritable(str(out), exc.strerror or type(exc).__name__) from None
+    finally:
+        partial.unlink(missing_ok=True)
     return out
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse a directory or a place no file can be created, before minutes of work are spent."""
+    if out.is_dir():
+        raise ReportNotWritable(str(out), "it is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportNotWritable(str(out), f"cannot create {out.parent}: {exc.strerror or type(exc).__name__}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ReportNotWritable(str(out), f"{out.parent} is not writable")
 
 
 def export_html(notebook: Path) -> str:

@@ -8,41 +8,107 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from analysts_warehouse import build_warehouse
 from builders import local_settings
 
 from partitions.errors import InvalidPartitionKey
 from taxi_assets.analysts.report import NOTEBOOK, render_report
 from taxi_assets.assets.trips import new_run_id, plan_months, run_month
-from taxi_assets.checks.store import CheckResult, record_checks
 from taxi_assets.cli.main import main
+from taxi_assets.errors import UnreadableSource
+from taxi_assets.model.cleaning import RULE_NAMES
 from taxi_assets.synth import write_month_file
+
+SECTIONS = (
+    "Partition health",
+    "Month over month",
+    "Quarantine: rate per month and per rule",
+    "Example quarantined rows per rule",
+    "Null rates against the schema era",
+    "Company shares",
+    "Distributions per month",
+    "Trips per day by company",
+    "Re-publication history",
+    "DuckDB checks",
+)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """2019-02 (stress: quarantined rows), 2019-03 published twice, no 2019-04, 2019-05, and 2019-06 rejected."""
+    cfg = local_settings(tmp_path_factory.mktemp("report"))
+    months = {"2019-02": (600, "stress"), "2019-03": (300, "realistic"), "2019-05": (300, "realistic")}
+    build_warehouse(cfg, months, seed=5)
+    write_month_file(cfg.source, "2019-03", 360, seed=6, anomalies="realistic")
+    (Path(cfg.source) / "fhvhv_tripdata_2019-06.parquet").write_bytes(b"<html>not parquet</html>")
+    plan = plan_months(cfg)
+    run_month(plan.listing.files["2019-03"], cfg, run_id=new_run_id(), code_version=plan.code_version)
+    with pytest.raises(UnreadableSource):
+        run_month(plan.listing.files["2019-06"], cfg, run_id=new_run_id(), code_version=plan.code_version)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def report_html(warehouse, tmp_path_factory) -> str:
+    out = render_report(warehouse.sink, tmp_path_factory.mktemp("out") / "reports" / "quality.html")
+    assert [p.name for p in out.parent.iterdir()] == ["quality.html"]  # no partial file left behind
+    return out.read_text()
+
+
+def section(html: str, title: str) -> str:
+    """The HTML from the heading ``title`` to the next h2."""
+    start = html.index(f">{title}")
+    end = html.find("<h2", start)
+    return html[start : end if end > 0 else len(html)]
 
 
 @pytest.mark.slow
-def test_the_report_is_one_offline_html_file_with_plots_and_the_check_table(tmp_path):
-    cfg = local_settings(tmp_path)
-    for month, rows, anomalies in (("2019-02", 600, "stress"), ("2019-03", 300, "realistic")):
-        write_month_file(cfg.source, month, rows, seed=5, anomalies=anomalies)
-    plan = plan_months(cfg)
-    for month in ("2019-02", "2019-03"):
-        result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
-        record_checks(cfg.checks_uri, [CheckResult(**c) for c in result.checks])
-
-    out = render_report(cfg.sink, tmp_path / "reports" / "quality.html", months=["2019-02", "2019-03"])
-
-    assert out == tmp_path / "reports" / "quality.html"
-    assert [p.name for p in out.parent.iterdir()] == ["quality.html"]  # no partial file left behind
-    html = out.read_text()
-    assert html.count('<img src="data:image/png;base64,') >= 5  # rows, rules, nulls, histograms, daily
-    for title in ("Quarantined rows by rule", "Null rates per column", "Trips per day by company", "DuckDB checks"):
-        assert title in html
-    for check in ("row_count", "rows_conserved", "month_matches_key", "required_not_null"):
-        assert f"<th>{check}</th>" in html  # the check table, one row per month and check
-    assert "12 checks over 2 month(s): all passed" in html
+def test_the_report_is_one_offline_html_file_with_every_section(report_html):
+    html = report_html
+    assert "<title>FHVHV quality report</title>" in html
+    for title in SECTIONS:
+        assert f">{title}" in html, title
+    assert html.count('<img src="data:image/png;base64,') == 5  # rows+rate, rule trends, shares, dists, daily
     assert "application/vnd.jupyter.stderr" not in html.split("</style>")[-1]  # no warnings, no errors
     assert "Traceback" not in html
     assert not re.search(r"<script[^>]*src=\"https?://", html)  # opens offline
-    assert "duckdb_connect(sink)" not in html  # input cells are hidden
+    assert "duckdb_connect(root)" not in html  # input cells are hidden
+    for fact in ("generated", "sink", "code version", "taxi-assets 0.1.0"):
+        assert f">{fact}<" in html or fact in html
+
+
+@pytest.mark.slow
+def test_the_health_grid_shows_each_month_and_asset_state(report_html):
+    grid = section(report_html, "Partition health")
+    rows = re.findall(r"<tr><th>(\d{4}-\d{2})</th>(.*?)</tr>", grid)
+    states = {month: re.findall(r"<b style=\"color:#\w+\">(\w+)</b>", cells) for month, cells in rows}
+    assert states == {
+        "2019-02": ["fresh"] * 4,
+        "2019-03": ["fresh"] * 4,
+        "2019-04": ["missing"] * 4,  # the gap between months is shown, not skipped
+        "2019-05": ["fresh"] * 4,
+        "2019-06": ["rejected", "missing", "missing", "missing"],
+    }
+    assert "not a readable parquet file" in grid
+
+
+@pytest.mark.slow
+def test_rates_rules_and_history_are_readable(report_html):
+    rules = section(report_html, "Quarantine: rate per month and per rule")
+    for rule in RULE_NAMES:  # every rule, also those that never fired
+        assert f">{rule}<" in rules
+    assert re.search(r">0\.\d{3} %<", rules)  # a rate under 1 % keeps three decimals
+    history = section(report_html, "Re-publication history")
+    assert "1 written more than once</strong>: 2019-03" in history
+    assert re.search(r">source re-published<.*?>3\d\d<.*?>\+\d\d<", history, flags=re.DOTALL)  # ~360 rows, +~60
+    checks = section(report_html, "DuckDB checks")
+    assert "18 checks over 3 month(s): all passed" in checks
+    assert "(the rows the run streamed)" in checks  # full check texts, not cut at 50 characters
+    mom = section(report_html, "Month over month")
+    assert ">600<" in mom
+    nulls = section(report_html, "Null rates against the schema era")
+    assert "No unexpected nulls" in nulls
+    assert "column added 2025-01: null before" in nulls
 
 
 @pytest.mark.slow
