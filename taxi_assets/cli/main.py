@@ -17,6 +17,7 @@ from typing import cast
 
 from partitions.errors import PartitionsError
 from taxi_assets.cli.analysts import add_commands as add_analyst_commands
+from taxi_assets.cli.stopping import stop_on_signals
 from taxi_assets.errors import TaxiAssetsError
 from taxi_assets.model.intents import INTENTS
 
@@ -98,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_process_defaults(verbose=args.verbose)
     try:
         handler = _handler(args.handler) if isinstance(args.handler, str) else args.handler
-        return int(handler(args))
+        with stop_on_signals():  # Ctrl-C / SIGTERM: one line, children ended, exit 130 / 143 (cli/stopping.py)
+            return int(handler(args))
     except (PartitionsError, TaxiAssetsError) as exc:
         if args.debug:
             raise

@@ -40,10 +40,10 @@ from typing import Any, Final
 
 import httpx
 import psutil
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
 from taxi_assets.errors import MonthBusy
 
@@ -56,6 +56,14 @@ HOLDER_SUFFIX: Final = "-holder"
 BREAK_SUFFIX: Final = "-break"
 
 log = logging.getLogger("taxi_assets.month_lock")
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger inside a task (the line shows in the run's logs), else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +192,7 @@ def release_dead_holder(client: SyncPrefectClient, limit: str, seen: Holder | No
             client.release_concurrency_slots([limit], slots=1, occupancy_seconds=occupied)
         if seen is not None:
             _delete_quietly(client, limit + HOLDER_SUFFIX)
-        log.warning("%s: released the slot of a dead holder (%s)", limit, why)
+        _logger().warning("%s: released the slot of a dead holder (%s)", limit, why)
         return True
     finally:
         _delete_quietly(client, brk)
@@ -267,7 +275,7 @@ def hold_month(
                     continue
             except (httpx.HTTPError, OSError) as exc:  # 5xx (a busy database), timeouts, dropped connections
                 last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                log.warning("%s: taking the slot failed (%s); retrying", limit, last_error)
+                _logger().warning("%s: taking the slot failed (%s); retrying", limit, last_error)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise MonthBusy(partition, limit, timeout_seconds, holder=last_holder, detail=last_error)
