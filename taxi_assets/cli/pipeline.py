@@ -135,7 +135,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     month = parse_month(args.partition)
     plan = plan_months(cfg, partitions=[month])
-    result = run_month(plan.listing.files[month], cfg, run_id=new_run_id(), code_version=plan.code_version)
+    source = plan.listing.require(month)  # the source did not answer for it: PartitionUnavailable (exit 3)
+    if source is None:  # plan_months refuses a month the source does not have; kept for the type checker
+        raise PartitionsFailed({month: "not in the source listing"})
+    result = run_month(source, cfg, run_id=new_run_id(), code_version=plan.code_version)
     if args.json:
         print_json(asdict(result))
     else:

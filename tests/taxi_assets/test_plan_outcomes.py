@@ -213,13 +213,17 @@ def test_an_http_month_answering_503_is_unavailable_the_others_proceed_and_run_e
         assert {path for _, path, _ in server.requests} == {"/fhvhv_tripdata_2019-05.parquet"}
 
 
-def test_a_named_month_the_source_does_not_answer_plans_unavailable(tmp_path, site):
+def test_a_named_month_the_source_does_not_answer_plans_unavailable(tmp_path, site, capsys):
     with FileServer(site) as server:
         server.script["2019-05"] = [503] * 1000
         cfg = Settings.resolve(source=server.url("fhvhv_tripdata_{key}.parquet"), sink=str(tmp_path / "w"), env={})
         plan = plan_months(cfg, partitions=["2019-04", "2019-05"])
         with pytest.raises(ConfigurationError, match="2019-03"):  # missing at the source: still a bad selection
             plan_months(cfg, partitions=["2019-03"])
+        capsys.readouterr()
+        assert main(["materialize", "--partition", "2019-05", "--source", cfg.source, "--sink", cfg.sink]) == 3
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("taxi-assets: 2019-05: the source did not answer (HEAD ")
     assert [(r.partition, r.state) for r in plan.rows] == [
         ("2019-04", PartitionState.MISSING),  # named, never materialized
         ("2019-05", PartitionState.UNAVAILABLE),
