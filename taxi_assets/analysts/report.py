@@ -90,7 +90,7 @@ def render_report(
         raise ReportFailed(cfg.sink, str(out), f"ipykernel is not installed for {sys.executable} (uv sync)")
     with TemporaryDirectory(prefix="taxi-assets-report-") as tmp:
         executed = Path(tmp) / "quality_report.ipynb"
-        with _kernel_of_this_python(Path(tmp) / "jupyter"):
+        with kernel_of_this_python(Path(tmp) / "jupyter"):
             try:
                 papermill.execute_notebook(
                     str(NOTEBOOK),
@@ -146,7 +146,7 @@ def export_html(notebook: Path) -> str:
 
 
 @contextmanager
-def _kernel_of_this_python(root: Path) -> Iterator[None]:
+def kernel_of_this_python(root: Path) -> Iterator[None]:
     """Put a kernelspec running ``sys.executable`` first on ``JUPYTER_PATH`` for the duration."""
     spec_dir = root / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
