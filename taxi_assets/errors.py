@@ -226,3 +226,33 @@ class CoiledTokenMissing(ConfigurationError):
             "no cluster was started",
         )
         self.args = ()  # pickles as CoiledTokenMissing()
+
+
+class SinkUnusable(ConfigurationError):
+    """The sink cannot hold the tables: a part of its path is a file, it is read-only, or its bucket is missing.
+
+    Found before anything is written (a path through a file) or at the first write (read-only, no bucket);
+    either way no table version changed.
+    """
+
+    def __init__(self, sink: str, problem: str) -> None:
+        ConfigurationError.__init__(self, "--sink / TAXI_ASSETS_SINK", f"{sink}: {problem}")
+        self.args = (sink, problem)
+        self.sink = sink
+
+
+class SinkFull(TaxiAssetsError):
+    """A write into the sink ran out of space (or hit the file-size limit) half-way; nothing was committed."""
+
+    exit_code: ClassVar[int] = 9
+
+    def __init__(self, sink: str, detail: str) -> None:
+        super().__init__(sink, detail)
+        self.sink, self.detail = sink, detail
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sink}: no space left for the sink's files ({self.detail}); nothing partial was committed and "
+            "every month keeps its previous version: free space on the sink's file system (or raise the file-size "
+            "limit), then run again"
+        )

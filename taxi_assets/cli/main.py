@@ -17,9 +17,11 @@ from typing import cast
 
 from partitions.errors import PartitionsError
 from taxi_assets.cli.analysts import add_commands as add_analyst_commands
+from taxi_assets.cli.sink_errors import explain_sink_error, preflight_sink
 from taxi_assets.cli.stopping import stop_on_signals
 from taxi_assets.errors import TaxiAssetsError
 from taxi_assets.model.intents import INTENTS
+from taxi_assets.settings import Settings
 
 # Each command imports what it needs when it runs: `taxi-assets sql` loads neither the pipeline's modules nor
 # Prefect, Dask or the synthetic-data generator (tests/taxi_assets/test_cli.py checks it with -X importtime).
@@ -97,15 +99,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code (the ``taxi-assets`` entry point)."""
     args = build_parser().parse_args(argv)
     set_process_defaults(verbose=args.verbose)
+    sink: str | None = None
     try:
         handler = _handler(args.handler) if isinstance(args.handler, str) else args.handler
         with stop_on_signals():  # Ctrl-C / SIGTERM: one line, children ended, exit 130 / 143 (cli/stopping.py)
+            if hasattr(args, "sink"):
+                sink = Settings.resolve(sink=args.sink).sink
+                preflight_sink(sink)  # a sink path through a file: one line, before anything reads or writes
             return int(handler(args))
     except (PartitionsError, TaxiAssetsError) as exc:
-        if args.debug:
+        return _refuse(exc, debug=args.debug)
+    except OSError as exc:  # a write the sink refused half-way (full, read-only, no bucket); else a bug
+        named = explain_sink_error(exc, sink) if sink is not None else None
+        if named is None or args.debug:
             raise
-        print(f"taxi-assets: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 1))
+        return _refuse(named, debug=False)
+
+
+def _refuse(exc: Exception, *, debug: bool) -> int:
+    """The boundary's one line (the message names the next step) and the error's exit code."""
+    if debug:
+        raise exc
+    print(f"taxi-assets: {exc}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 1))
 
 
 def set_process_defaults(*, verbose: bool) -> None:
