@@ -18,6 +18,7 @@ from deltalake import DeltaTable
 from partitions.overwrite import overwrite_partition
 from partitions.records import MaterializationRecord
 from taxi_assets.analysts import html, trends
+from taxi_assets.analysts.audit import audit_republications
 from taxi_assets.analysts.errors import ReportNotWritable
 from taxi_assets.analysts.expectations import expected_nulls
 from taxi_assets.analysts.health import health_grid, month_range, publication_history
@@ -77,6 +78,12 @@ def test_a_trips_month_rewritten_alone_makes_its_companions_stale(sink, tmp_path
         ("2019-04", "re-run"),
     ]
     assert history[-1]["row_delta"] == 10 - history[1]["rows"]
+    (audit,) = audit_republications(trips, history)  # time travel: version 2 (2019-04's first) vs the re-run
+    assert audit["versions"] == f"{history[1]['version']} -> {history[2]['version']}"
+    assert audit["new trips"] == 0  # the re-run kept 10 of the same trips...
+    assert audit["gone trips"] == history[1]["rows"] - 10  # ...and lost the others
+    assert audit["columns"] == "same columns"
+    assert all(part.split()[-1].startswith("-") for part in audit["by company"].split(", "))
 
 
 def test_month_range_fills_gaps_across_a_year():

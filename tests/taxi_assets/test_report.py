@@ -29,6 +29,7 @@ SECTIONS = (
     "Distributions per month",
     "Trips per day by company",
     "Re-publication history",
+    "What changed in each re-publication",
     "DuckDB checks",
 )
 
@@ -58,7 +59,7 @@ def report_html(warehouse, tmp_path_factory) -> str:
 def section(html: str, title: str) -> str:
     """The HTML from the heading ``title`` to the next h2."""
     start = html.index(f">{title}")
-    end = html.find("<h2", start)
+    end = min(i for i in (html.find("<h2", start), html.find("<h3", start), len(html)) if i > 0)
     return html[start : end if end > 0 else len(html)]
 
 
@@ -101,6 +102,8 @@ def test_rates_rules_and_history_are_readable(report_html):
     history = section(report_html, "Re-publication history")
     assert "1 written more than once</strong>: 2019-03" in history
     assert re.search(r">source re-published<.*?>3\d\d<.*?>\+\d\d<", history, flags=re.DOTALL)  # ~360 rows, +~60
+    audit = section(report_html, "What changed in each re-publication")
+    assert re.search(r">2019-03<.*?>source re-published<.*?>\+\d+<", audit, flags=re.DOTALL)
     checks = section(report_html, "DuckDB checks")
     assert "18 checks over 3 month(s): all passed" in checks
     assert "(the rows the run streamed)" in checks  # full check texts, not cut at 50 characters
