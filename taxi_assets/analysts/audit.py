@@ -88,10 +88,10 @@ def _company_deltas(con: duckdb.DuckDBPyConnection, old: str, new: str, month: s
 
 
 def _column_changes(
-    uri: str, old: int, new: int, opts: Mapping[str, str] | None, commits: Mapping[int, Mapping[str, Any]]
+    uri: str, old: int, new: int, opts: dict[str, str] | None, commits: Mapping[int, Mapping[str, Any]]
 ) -> str:
-    before = {f.name: str(f.type) for f in DeltaTable(uri, version=old, storage_options=opts).schema().to_arrow()}
-    after = {f.name: str(f.type) for f in DeltaTable(uri, version=new, storage_options=opts).schema().to_arrow()}
+    before = {f.name: str(f.type) for f in DeltaTable(uri, version=old, storage_options=opts).schema().fields}
+    after = {f.name: str(f.type) for f in DeltaTable(uri, version=new, storage_options=opts).schema().fields}
     parts = [f"+{c}" for c in after if c not in before] + [f"-{c}" for c in before if c not in after]
     parts += [f"{c}: {before[c]} -> {after[c]}" for c in after if c in before and before[c] != after[c]]
     extra_old = {c for c in str(commits.get(old, {}).get(_EXTRA, "")).split(",") if c}
