@@ -72,7 +72,7 @@ def rows_and_quarantine(mom: pd.DataFrame, months: Sequence[str]) -> Figure:
                 textcoords="offset points",
             )
     bottom.set_ylabel("% of source rows quarantined")
-    bottom.yaxis.set_major_formatter(PercentFormatter(decimals=2))
+    bottom.yaxis.set_major_formatter(PercentFormatter(decimals=None))
     top_value = float(np.nanmax(rate.to_numpy(dtype=float))) if rate.notna().any() else 0.0
     bottom.set_ylim(0, max(top_value * 1.3, 0.1))
     _months_axis(bottom, months, present)
@@ -94,7 +94,7 @@ def rule_trends(rates: pd.DataFrame, months: Sequence[str]) -> Figure:
         fired = bool((series.fillna(0) > 0).any())
         ax.plot(x, series.to_numpy(dtype=float), color=BAD if fired else GREY, marker="o", markersize=3, linewidth=1.4)
         ax.set_title(rule + ("" if fired else "  (never fired)"), fontsize=10, color="#222" if fired else "#777")
-        ax.yaxis.set_major_formatter(PercentFormatter(decimals=2))
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         peak = float(np.nanmax(series.to_numpy(dtype=float))) if series.notna().any() else 0.0
         ax.set_ylim(0, max(peak * 1.25, 0.1))
         _months_axis(ax, months, present)
