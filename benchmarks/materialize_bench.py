@@ -122,8 +122,12 @@ def taxi_assets_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "taxi_assets"]
 
 
-def ensure_source(workdir: Path, month: str, rows: int, layout: str) -> Path:
-    """The month's file in its own directory (written once, reused by later invocations)."""
+def ensure_source(workdir: Path, month: str, rows: int, layout: str, group_rows: int | None = None) -> Path:
+    """The month's file in its own directory (written once, reused by later invocations).
+
+    ``group_rows``: the synthetic file of ``layout`` re-cut into row groups of that many rows (the last one
+    smaller), e.g. 8 M rows in groups of 3 M: 3 M + 3 M + 2 M.
+    """
     from taxi_assets.synth import write_month_file
 
     directory = workdir / f"source-{layout}-{rows}"
@@ -131,7 +135,40 @@ def ensure_source(workdir: Path, month: str, rows: int, layout: str) -> Path:
     if not path.exists():
         print(f"writing {rows:,} synthetic rows of {month} ({layout}) to {directory}", file=sys.stderr, flush=True)
         write_month_file(str(directory), month, rows, seed=1, layout=layout)  # type: ignore[arg-type]
-    return directory
+    if group_rows is None:
+        return directory
+    regrouped = workdir / f"source-{layout}-{rows}-groups-{group_rows}"
+    target = regrouped / path.name
+    if not target.exists():
+        print(f"re-cutting {path.name} into row groups of {group_rows:,} rows", file=sys.stderr, flush=True)
+        regroup(path, target, group_rows)
+    return regrouped
+
+
+def regroup(source: Path, target: Path, group_rows: int) -> None:
+    """Copy ``source`` with row groups of ``group_rows`` rows, holding one group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    file = pq.ParquetFile(source)
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    version = file.metadata.format_version  # as the synthetic writer wrote it (snappy, Arrow schema stored)
+    with pq.ParquetWriter(
+        target.with_suffix(".tmp"), file.schema_arrow, version=version, compression="snappy"
+    ) as writer:
+        for batch in file.iter_batches(batch_size=1 << 18):
+            pending.append(batch)
+            held += batch.num_rows
+            if held >= group_rows:
+                table = pa.Table.from_batches(pending)
+                writer.write_table(table.slice(0, group_rows), row_group_size=group_rows)
+                rest = table.slice(group_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            writer.write_table(pa.Table.from_batches(pending, schema=file.schema_arrow), row_group_size=group_rows)
+    target.with_suffix(".tmp").rename(target)
 
 
 def run_variant(
@@ -265,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run")
     parser.add_argument("--layout", default="single", choices=("single", "nonuniform"))
+    parser.add_argument("--group-rows", type=int, help="re-cut the month into row groups of this many rows")
     parser.add_argument("--month", default="2023-01", help="era C: int64 IDs, so the casts have work to do")
     parser.add_argument("--variants", default="awbcd", help="subset of awbcd")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "taxi-assets-bench"))
@@ -279,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size in sizes:
             rows = round(size * 1_000_000)
-            source = ensure_source(workdir, args.month, rows, args.layout)
+            source = ensure_source(workdir, args.month, rows, args.layout, args.group_rows)
             warm = [*taxi_assets_command(), "plan", "--source", str(source), "--sink", str(scratch / "warm")]
             env = child_env(workdir)
             # fills the fingerprint cache and the bytecode cache: neither a file hash nor a compile is timed

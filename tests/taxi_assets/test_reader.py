@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,7 +11,7 @@ from month_builders import set_column, valid_month, write_source
 
 from partitions.source import SourceFile
 from taxi_assets.errors import SourceSchemaMismatch, UnreadableSource
-from taxi_assets.io.reader import MonthReader
+from taxi_assets.io.reader import READ_AHEAD, MonthReader, read_ahead
 from taxi_assets.model.casts import conform, plan_columns
 from taxi_assets.model.schema import quarantine_schema, trips_batch_schema, trips_schema
 from taxi_assets.synth import write_month_file
@@ -76,17 +78,24 @@ def test_arrow_memory_stays_near_one_batch_on_a_huge_row_group(tmp_path):
     table = valid_month("2022-03", 200_000)
     source = write_source(tmp_path / "src", "2022-03", table)  # one 200 000-row group
     decoded = pq.read_table(source.uri).nbytes
-    pool = pa.proxy_memory_pool(pa.system_memory_pool())
-    KEEP_POOLS_ALIVE.append(pool)  # a buffer outliving its pool would crash the interpreter at exit
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pool)
-    try:
-        with MonthReader(source, batch_rows=8_192) as reader:
-            rows = sum(part.clean.num_rows + part.quarantine.num_rows for part in reader.batches())
-    finally:
-        pa.set_memory_pool(previous)
-    assert rows == 200_000
-    assert pool.max_memory() < decoded / 3  # the whole group decoded would be `decoded` bytes and more
+    batch_bytes = decoded * 8_192 / 200_000
+
+    def peak(read_ahead: int) -> int:
+        pool = pa.proxy_memory_pool(pa.system_memory_pool())
+        KEEP_POOLS_ALIVE.append(pool)  # a buffer outliving its pool would crash the interpreter at exit
+        previous = pa.default_memory_pool()
+        pa.set_memory_pool(pool)
+        try:
+            with MonthReader(source, batch_rows=8_192, read_ahead=read_ahead) as reader:
+                rows = sum(part.clean.num_rows + part.quarantine.num_rows for part in reader.batches())
+        finally:
+            pa.set_memory_pool(previous)
+        assert rows == 200_000
+        return int(pool.max_memory())
+
+    inline = peak(0)
+    assert inline < decoded / 3  # the whole group decoded would be `decoded` bytes and more
+    assert peak(READ_AHEAD) < inline + READ_AHEAD * 2 * batch_bytes  # plus the batches decoded ahead, no more
 
 
 def test_a_file_without_the_arrow_schema_still_conforms(tmp_path):
@@ -131,3 +140,34 @@ def test_a_truncated_page_fails_as_unreadable_after_the_rows_already_read(tmp_pa
     with pytest.raises(UnreadableSource, match="unreadable after"), MonthReader(source, batch_rows=5_000) as reader:
         for _ in reader.batches():
             pass
+
+
+def test_reading_ahead_gives_the_same_batches_as_reading_inline(tmp_path):
+    source = synth_source(tmp_path, "2023-04", 20_000, "nonuniform")
+    ahead, ahead_q, ahead_stats = read_all(source, batch_rows=1_000, read_ahead=3)
+    inline, inline_q, inline_stats = read_all(source, batch_rows=1_000, read_ahead=0)
+    assert ahead.equals(inline)
+    assert ahead_q.equals(inline_q)
+    assert ahead_stats == inline_stats
+
+
+def test_a_decoding_error_ahead_is_raised_at_its_batch(tmp_path):
+    def decoded():
+        yield from (pa.record_batch({"x": [i]}) for i in range(3))
+        raise pa.ArrowInvalid("bad page")
+
+    batches = read_ahead(decoded(), 2, name="test-read")
+    got = [next(batches).column(0)[0].as_py() for _ in range(3)]
+    with pytest.raises(pa.ArrowInvalid, match="bad page"):
+        next(batches)
+    assert got == [0, 1, 2]  # every batch before the bad one reached the consumer first
+
+
+def test_stopping_early_stops_the_reading_thread(tmp_path):
+    source = synth_source(tmp_path, "2023-05", 20_000, "single")
+    with MonthReader(source, batch_rows=500, read_ahead=2) as reader:
+        batches = reader.batches()
+        next(batches)
+        assert any(t.name == "read-2023-05" for t in threading.enumerate())
+        batches.close()  # as when the writer fails mid-month
+    assert not any(t.name == "read-2023-05" for t in threading.enumerate())
