@@ -11,9 +11,13 @@
 ``python driver.py run MONTHS [BARRIER_DIR N]``
     ``run_month`` on each month of the comma-separated list (a month may repeat) whatever its state
     (``--intent reprocess``). With a barrier, the driver plans, then waits until ``N`` drivers have written
-    their ready file into ``BARRIER_DIR``, so that all of them start writing together.
-    Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``, and
-    the ``started`` and ``finished`` epoch times of its ``run_month``.
+    their ready file into ``BARRIER_DIR``, so that all of them start writing together; and its first commit
+    waits again, in ``BARRIER_DIR/commit``, after the table was read and before the commit is sent, so the
+    ``N`` first commits all start from the same table version: all but one must be retried (a conflict on the
+    same month, a rebase by delta-rs on another), whatever the machine's load.
+    Prints one JSON line per month: ``partition``, ``ok``, ``run_id``, versions and counts, or ``error``, the
+    ``started`` and ``finished`` epoch times of its ``run_month``, and ``commits``: the month's two commits'
+    ``attempts``, ``conflicts`` (retried here), ``rebased`` (retried by delta-rs) and ``rebased_over``.
 
 Source, sink and credentials come from ``TAXI_ASSETS_SOURCE``, ``TAXI_ASSETS_SINK`` and ``AWS_*``.
 """
@@ -93,20 +97,54 @@ def crash(month: str, point: str) -> int:
 
 
 def wait_for_all(barrier: Path, n: int, timeout: float = 120.0) -> None:
+    barrier.mkdir(exist_ok=True)
     (barrier / str(os.getpid())).touch()
     deadline = time.monotonic() + timeout
-    while len(list(barrier.iterdir())) < n:
+    while (ready := sum(p.is_file() for p in barrier.iterdir())) < n:
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {len(list(barrier.iterdir()))} of {n} drivers ready after {timeout} s")
+            raise SystemExit(f"only {ready} of {n} drivers ready at {barrier} after {timeout} s")
         time.sleep(0.01)
+
+
+def record_commits() -> dict[str, Any]:
+    """The CommitStats of each month's last write, by month (wraps ``steps.write_month``)."""
+    seen: dict[str, Any] = {}
+    write_month = steps.write_month
+
+    def recording(source: Any, *args: Any, **kwargs: Any) -> Any:
+        written = write_month(source, *args, **kwargs)
+        seen[source.partition] = dataclasses.asdict(written.commits)
+        return written
+
+    steps.write_month = recording  # type: ignore[assignment]
+    return seen
+
+
+def commit_together(barrier: Path, n: int) -> None:
+    """The first commit of this process waits, table read, until ``n`` drivers are at the same point."""
+    from deltalake import DeltaTable
+
+    send = DeltaTable.create_write_transaction
+    waited = False
+
+    def together(self: DeltaTable, *args: Any, **kwargs: Any) -> Any:
+        nonlocal waited
+        if not waited:
+            waited = True
+            wait_for_all(barrier, n)
+        return send(self, *args, **kwargs)
+
+    DeltaTable.create_write_transaction = together  # type: ignore[method-assign]
 
 
 def run(months: list[str], barrier: Path | None, n: int) -> int:
     small_streams()
+    commits = record_commits()
     cfg = Settings.resolve()
     plan = steps.plan_months(cfg, partitions=sorted(set(months)))
     if barrier is not None:
         wait_for_all(barrier, n)
+        commit_together(barrier / "commit", n)
     for month in months:
         run_id = steps.new_run_id()
         started = time.time()
@@ -115,7 +153,7 @@ def run(months: list[str], barrier: Path | None, n: int) -> int:
             line = {**dataclasses.asdict(result), "run_id": run_id}
         except (TaxiAssetsError, PartitionsError) as exc:
             line = {"partition": month, "ok": False, "run_id": run_id, "error": f"{type(exc).__name__}: {exc}"}
-        line.update(started=started, finished=time.time())
+        line.update(started=started, finished=time.time(), commits=commits.pop(month, None))
         print(json.dumps(line, default=str), flush=True)
     return 0
 

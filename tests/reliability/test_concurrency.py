@@ -118,6 +118,11 @@ class Poller(threading.Thread):
         self.join(timeout=60)
 
 
+def retried(runs: list[dict]) -> int:
+    """Commit retries the runs made: conflicts retried by partitions.overwrite plus rebases made by delta-rs."""
+    return sum(r["commits"]["conflicts"] + r["commits"]["rebased"] for r in runs if r.get("commits"))
+
+
 def overlapping(runs: list[dict]) -> int:
     """Pairs of writes of the same month, by different runs, that were under way at the same time."""
     return sum(
@@ -176,6 +181,10 @@ def test_four_runs_over_overlapping_months_leave_one_copy_and_lose_no_update(s3_
         assert set(poller.seen.get(("quarantine", month), {0: 1})) <= {0, want_quarantine}
     assert poller.errors == []
     assert poller.reads > 0
+    # What the test claims: the runs did write at the same time, and the contended commits were retried. The
+    # drivers' first commits start from one table version (driver.py's commit barrier): 3 of 4 must retry.
+    assert overlapping(flat) >= 1
+    assert retried(flat) >= 3
     interleaved = settle(cfg, months)
     figure(
         "concurrency",
@@ -184,6 +193,7 @@ def test_four_runs_over_overlapping_months_leave_one_copy_and_lose_no_update(s3_
         month_writes=len(flat),
         failed=len(failures),
         overwrites=overwrites,
+        retried=retried(flat),
         overlapping=overlapping(flat),
         interleaved=interleaved,
         reads=poller.reads,
@@ -245,13 +255,17 @@ def test_two_runs_rewriting_the_same_months_from_different_sources_are_seen_whol
             last = [c for c in log(cfg, name) if c.partition == month and c.status == "success"][-1]
             assert month_rows(cfg, name, month) == expect[source_of[last.run_id]]
     assert poller.errors == []
+    flat = [r for run in results for r in run]
+    assert overlapping(flat) >= 1  # the two runs rewrote a month at the same time
+    assert retried(flat) >= 1  # their first commits started from one table version: one of them was retried
     seen = {k: sorted(v) for k, v in poller.seen.items()}
     figure(
         "concurrency",
         case="2 runs x 3 rewrites of 2 months, different sources, readers polling",
         runs=2,
         month_writes=sum(len(run) for run in results),
-        overlapping=overlapping([r for run in results for r in run]),
+        retried=retried(flat),
+        overlapping=overlapping(flat),
         failed=len(failures),
         reads=poller.reads,
         counts_seen=str(seen),
