@@ -76,13 +76,19 @@ def test_the_orchestration_layer_is_where_prefect_lives():
     assert {"prefect", "prefect_dask"} <= found
 
 
-def test_sql_loads_no_orchestrator_demo_or_synth(tmp_path: Path):
+def test_sql_loads_no_orchestrator_pandas_demo_or_synth(tmp_path: Path):
+    """Issue 14.6: `sql` over a real sink imports only what a query needs (pandas would be ~0.5 s of imports)."""
+    cli = [sys.executable, "-m", "taxi_assets"]
+    source, sink = str(tmp_path / "source"), str(tmp_path / "sink")
+    subprocess.run([*cli, "synth", "--dest", source, "--months", "2019-02", "--rows", "300"], check=True)
+    subprocess.run([*cli, "materialize", "--source", source, "--sink", sink, "--partition", "2019-02"], check=True)
     probe = (
         "import sys; from taxi_assets.cli.main import main; "
-        f"code = main(['sql', '--sink', {str(tmp_path / 'nothing')!r}, 'SELECT 1 AS one']); "
+        f"code = main(['sql', '--sink', {sink!r}, "
+        "'SELECT count(*) FROM trips JOIN zones ON PULocationID = LocationID JOIN partitions ON true']); "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'prefect', 'prefect_dask', 'dask', "
-        "'distributed', 'coiled'} or m.startswith(('taxi_assets.cli.demo', 'taxi_assets.synth', "
-        "'taxi_assets.orchestration.flows', 'taxi_assets.assets'))); print('LOADED', bad)"
+        "'distributed', 'coiled', 'pandas'} or m.startswith(('taxi_assets.cli.demo', 'taxi_assets.synth', "
+        "'taxi_assets.orchestration.flows', 'taxi_assets.assets'))); print('LOADED', code, bad)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
-    assert "LOADED []" in done.stdout, done.stdout + done.stderr
+    assert "LOADED 0 []" in done.stdout, done.stdout + done.stderr

@@ -34,10 +34,11 @@ from partitions.records import MaterializationRecord, PartitionHistory
 from taxi_assets.analysts.errors import NoTablesInSink, QueryRefused, VersionNotFound
 from taxi_assets.checks.store import checks_schema
 from taxi_assets.errors import QueryFailed
-from taxi_assets.io.duckdb import _one_line, open_connection, redact, register_arrow, register_table
+from taxi_assets.io.duckdb import _one_line, open_connection, redact, register_table
+from taxi_assets.io.duckdb_values import register_rows
 from taxi_assets.model.daily_aggregation import summary_schema
 from taxi_assets.model.schema import quarantine_schema, trips_schema
-from taxi_assets.model.zones import zone_lookup
+from taxi_assets.model.zones import ZONE_SCHEMA, zone_rows
 from taxi_assets.settings import Settings
 
 DELTA_TABLES: Final = ("trips", "quarantine", "daily_summary", "checks")
@@ -49,7 +50,7 @@ READING_STATEMENTS: Final = frozenset({duckdb.StatementType.SELECT, duckdb.State
 
 
 def partitions_schema() -> pa.Schema:
-    """The ``partitions`` view: what the Delta logs record per month (see :func:`partitions_table`)."""
+    """The ``partitions`` view: what the Delta logs record per month (see :func:`partition_rows`)."""
     text, count = pa.string(), pa.int64()
     names = ("partition", "status", "rows", "rows_quarantined", "rows_source", "run_id", "code_version")
     types = (text, text, count, count, count, text, text)
@@ -67,14 +68,14 @@ def delta_schemas() -> dict[str, pa.Schema]:
     }
 
 
-def partitions_table(
+def partition_rows(
     trips_uri: str,
     quarantine_uri: str,
     *,
     storage_options: Mapping[str, str] | None = None,
     trips_version: int | None = None,
     quarantine_version: int | None = None,
-) -> pa.Table:
+) -> list[dict[str, Any]]:
     """One row per month from the Delta logs' materialization records (never from the data files).
 
     ``status`` is ``success`` when the newest trips commit succeeded and the quarantine table holds the same
@@ -85,8 +86,7 @@ def partitions_table(
     """
     trips = _records(trips_uri, trips_version, storage_options)
     quarantine = _records(quarantine_uri, quarantine_version, storage_options)
-    rows = [_partition_row(key, trips.get(key), quarantine.get(key)) for key in sorted(trips.keys() | quarantine)]
-    return pa.Table.from_pylist(rows, schema=partitions_schema())
+    return [_partition_row(key, trips.get(key), quarantine.get(key)) for key in sorted(trips.keys() | quarantine)]
 
 
 def _records(uri: str, version: int | None, opts: Mapping[str, str] | None) -> dict[str, PartitionHistory]:
@@ -194,21 +194,21 @@ def duckdb_connect(
     try:
         for name, schema in delta_schemas().items():
             if pins.get(name, 0) < 0:  # not created yet at the pinned time
-                register_arrow(con, name, schema.empty_table())
+                register_rows(con, name, schema, [])
             else:
                 register_table(con, name, f"{root}/{name}", schema=schema, version=pins.get(name), storage_options=opts)
-        records = partitions_table(
+        records = partition_rows(
             f"{root}/trips",
             f"{root}/quarantine",
             storage_options=opts,
             trips_version=pins.get("trips"),
             quarantine_version=pins.get("quarantine"),
         )
-        register_arrow(con, "partitions", records)
+        register_rows(con, "partitions", partitions_schema(), records)
         if present[ZONES]:
-            register_table(con, ZONES, f"{root}/{ZONES}", schema=zone_lookup().schema, storage_options=opts)
+            register_table(con, ZONES, f"{root}/{ZONES}", schema=ZONE_SCHEMA, storage_options=opts)
         else:
-            register_arrow(con, ZONES, zone_lookup())
+            register_rows(con, ZONES, ZONE_SCHEMA, zone_rows())
         if confined:
             confine(con, [f"{root}/{name}" for name, there in present.items() if there])
     except BaseException:
@@ -277,14 +277,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _timestamp(text: str) -> int | None:
-    """Microseconds since the epoch, UTC (Arrow builds a timestamp column from ints without importing pandas)."""
+def _timestamp(text: str) -> datetime | None:
+    """The record's ISO time as an aware datetime (UTC when the text has no offset); None when unreadable."""
     try:
         moment = datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1_000_000)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

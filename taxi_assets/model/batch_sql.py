@@ -7,7 +7,7 @@ milliseconds. Relations are registered for one statement and unregistered after 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
@@ -20,7 +20,7 @@ class BatchSQL:
         self._owner = owner  # named in the error when used outside the block
         self._con: duckdb.DuckDBPyConnection | None = None
 
-    def __enter__(self) -> BatchSQL:
+    def __enter__(self) -> Self:
         self._con = duckdb.connect(config={"threads": "1"})
         return self
 

@@ -185,7 +185,7 @@ class StreamSummary(BatchSQL):
 
     def result(self) -> pa.Table:
         """The month's summary rows on :func:`summary_schema`, sorted by day, company and boroughs."""
-        partials = pa.concat_tables(self._partials) if self._partials else _EMPTY_PARTIAL
+        partials = pa.concat_tables(self._partials) if self._partials else pa.Table.from_batches([], _PARTIAL_SCHEMA)
         companies = pa.table({"license": list(COMPANIES), "company": list(COMPANIES.values())})
         named = self.table(FINAL_SQL, partials=partials, companies=companies, boroughs=self._boroughs)
         month_column = pa.array([self.month] * named.num_rows, pa.string())
@@ -195,15 +195,15 @@ class StreamSummary(BatchSQL):
 _MEASURES: Final = (("fare", "base_passenger_fare"), ("tips", "tips"), ("miles", "trip_miles"))
 
 
-_EMPTY_PARTIAL: Final = pa.table(
-    {
-        "day": pa.array([], pa.date32()),
-        "license": pa.array([], pa.string()),
-        "pickup": pa.array([], pa.int16()),
-        "dropoff": pa.array([], pa.int16()),
-        "trips": pa.array([], pa.int64()),
-        "fare": pa.array([], pa.float64()),
-        "tips": pa.array([], pa.float64()),
-        "miles": pa.array([], pa.float64()),
-    }
+_PARTIAL_SCHEMA: Final = pa.schema(
+    [
+        ("day", pa.date32()),
+        ("license", pa.string()),
+        ("pickup", pa.int16()),
+        ("dropoff", pa.int16()),
+        ("trips", pa.int64()),
+        ("fare", pa.float64()),
+        ("tips", pa.float64()),
+        ("miles", pa.float64()),
+    ]
 )

@@ -15,7 +15,7 @@ from typing import Final
 
 import numpy as np
 
-from taxi_assets.model.zones import ZONE_COUNT, _rows
+from taxi_assets.model.zones import ZONE_COUNT, zone_rows
 
 NEWARK_ZONE: Final = 1
 AIRPORT_ZONE_IDS: Final = frozenset({NEWARK_ZONE, 132, 138})  # EWR, JFK, LaGuardia: the airport fee ends
@@ -43,7 +43,7 @@ def zone_ids_by_borough() -> MappingProxyType[str, tuple[int, ...]]:
     rng = np.random.default_rng(_POPULARITY_SEED)
     result: dict[str, tuple[int, ...]] = {}
     for borough in BOROUGHS:
-        ids = [r[0] for r in _rows() if r[1] == borough]
+        ids = [r[0] for r in zone_rows() if r[1] == borough]
         head = ZONE_POPULARITY_HEAD[borough]
         tail = [i for i in ids if i not in head]
         result[borough] = (*head, *(int(i) for i in rng.permutation(tail)))
@@ -63,7 +63,7 @@ def borough_codes() -> np.ndarray:
 @cache
 def manhattan_yellow_zone_ids() -> frozenset[int]:
     """Manhattan Yellow Zones: the proxy for "south of 96th St" of the congestion surcharge (spec 7.3.11)."""
-    return frozenset(r[0] for r in _rows() if r[1] == "Manhattan" and r[3] == "Yellow Zone")
+    return frozenset(r[0] for r in zone_rows() if r[1] == "Manhattan" and r[3] == "Yellow Zone")
 
 
 @cache
