@@ -12,8 +12,10 @@ fault                what the client sees
 ``drop``             the next ``count`` matching requests reach S3 and take effect, then the connection closes
                      without the answer: the client does not know its write landed (a lost response)
 ``deny``             ``403 InvalidAccessKeyId`` for everything (wrong credentials), until ``up``
-``cut``              at the next matching request the network goes ``down`` for ``seconds`` (for good when 0);
-                     with ``after``, that request reaches S3 first and only its answer is lost
+``cut``              at the next matching request the network goes ``down`` for ``seconds`` (for good when 0),
+                     or, with ``requests=n``, for that request and the ``n - 1`` next ones, whatever the time
+                     (a cut whose length does not depend on the clients' timing); with ``after``, that request
+                     reaches S3 first and only its answer is lost
 ==================== ============================================================================================
 
 It runs in its own process (``python s3_proxy.py UPSTREAM``; it prints its port): a proxy thread inside the test
@@ -59,6 +61,7 @@ class _State:
         self.mode = "up"  # up | down | deny
         self.rules: list[dict] = []  # {"fault": error|drop|cut, "method": re, "path": re, "count": n, ...}
         self.down_until = 0.0  # mode "down" ends at this monotonic time (0: until "up")
+        self.down_left = 0  # or after this many more refused requests (0: not counted)
         self.seen = 0
         self.faults: dict[str, int] = {}
         self.log: list[str] = []
@@ -70,6 +73,12 @@ class _State:
             self.log.append(f"{method} {path}")
             if self.mode == "down" and self.down_until and time.monotonic() >= self.down_until:
                 self.mode, self.down_until = "up", 0.0
+            if self.mode == "down" and self.down_left:
+                self.down_left -= 1
+                if self.down_left == 0:
+                    self.mode = "up"  # this request is the last one refused
+                self.faults["down"] = self.faults.get("down", 0) + 1
+                return "down"
             if self.mode in ("down", "deny"):
                 self.faults[self.mode] = self.faults.get(self.mode, 0) + 1
                 return self.mode
@@ -80,8 +89,11 @@ class _State:
                     if rule["fault"] == "error" and rule.get("status") == 500:
                         return "error500"
                     if rule["fault"] == "cut":
-                        seconds = float(rule.get("seconds", 0))
+                        seconds, requests = float(rule.get("seconds", 0)), int(rule.get("requests", 0))
                         self.mode, self.down_until = "down", (time.monotonic() + seconds if seconds else 0.0)
+                        self.down_left = requests - 1 if requests else 0  # the cut request is the first
+                        if requests and self.down_left == 0:
+                            self.mode = "up"
                         return "drop" if rule.get("after") else "down"
                     return str(rule["fault"])
             return None
@@ -140,7 +152,7 @@ def _serve(upstream: str, port: int) -> None:
             args = json.loads(body) if body else {}
             with state.lock:
                 if command in ("up", "down", "deny"):
-                    state.mode, state.down_until = command, 0.0
+                    state.mode, state.down_until, state.down_left = command, 0.0, 0
                     if command == "up":
                         state.rules.clear()
                 elif command == "rule":
@@ -153,10 +165,12 @@ def _serve(upstream: str, port: int) -> None:
                             "seconds": float(args.get("seconds", 0)),
                             "after": bool(args.get("after", False)),
                             "status": int(args.get("status", 503)),
+                            "requests": int(args.get("requests", 0)),
                         }
                     )
                 elif command == "reset":
                     state.mode, state.seen, state.faults, state.log, state.down_until = "up", 0, {}, [], 0.0
+                    state.down_left = 0
                     state.rules.clear()
                 answer = {
                     "mode": state.mode,
@@ -263,10 +277,11 @@ class Proxy:
         seconds: float = 0.0,
         after: bool = False,
         status: int = 503,
+        requests: int = 0,
     ) -> dict:
         """Add a rule: ``fault`` (error, drop or cut) for the next ``count`` requests matching both regexes."""
         args = {"fault": fault, "method": method, "path": path, "count": count, "seconds": seconds, "after": after}
-        args["status"] = status
+        args.update(status=status, requests=requests)
         return self._call("rule", args)
 
     def stats(self) -> dict:
