@@ -323,6 +323,7 @@ def test_coiled_gets_the_exact_arguments_and_its_token_from_a_secret_block(
             "shutdown_on_close": True,
             "tags": {"project": "taxi-assets"},
             "send_dask_config": False,
+            "worker_options": {"nthreads": 1},  # one month at a time per worker, with all of the VM's cores
             "worker_memory": "8GiB",  # small months: the floor
             "software": "taxi-assets-env",
             "name": f"taxi-assets-{summary['run_id']}",
