@@ -1,12 +1,13 @@
 """DuckDB checks of a written month on the exact table versions the run committed, and their history.
 
-DuckDB reads the committed versions through the Delta log (``delta_scan(uri, version => n)``, or deltalake's
-Arrow dataset pinned to the version: see :mod:`taxi_assets.analysts.views`), never by globbing parquet files,
-which would also count superseded files. Every check reads only the month's partition, and all the trips checks
-share one scan of it: counts and the row digest are plain aggregates, so memory does not grow with the
-month, and the source file is not read again unless a digest disagrees. Nulls are summed from the footers
-of the month's data files in that version (DuckDB ``parquet_metadata``), where the Parquet writer counted them
-per column chunk; the scan counts them only when a footer has no count.
+DuckDB reads the committed versions through the Delta log: the data files of the month's partition that the log
+lists at the committed version, read with ``read_parquet`` (:func:`taxi_assets.io.duckdb.register_partition`;
+``delta_scan`` or deltalake's Arrow dataset for tables using Delta features plain files cannot show), never by
+globbing parquet files, which would also count superseded files. Every check reads only the month's partition,
+and all the trips checks share one scan of it: counts and the row digest are plain aggregates, so memory does
+not grow with the month, and the source file is not read again unless a digest disagrees. Nulls are summed from
+the footers of the month's data files in that version (DuckDB ``parquet_metadata``), where the Parquet writer
+counted them per column chunk; the scan counts them only when a footer has no count.
 
 =========================== =================================================================================
 check                       passes when
@@ -43,7 +44,7 @@ from partitions.keys import month_bounds
 from partitions.storage_errors import open_table
 from taxi_assets.checks.duplicates import SourceScan, duplicates_against_source, rows_against_stream
 from taxi_assets.checks.store import CheckResult
-from taxi_assets.io.duckdb import open_connection, register_table
+from taxi_assets.io.duckdb import open_connection, register_partition, register_table
 from taxi_assets.model.cleaning import PICKUP_TOLERANCE
 from taxi_assets.model.row_digest import METHOD, RowsDigest, row_hash_sql
 from taxi_assets.model.schema import PARTITION_COLUMN, REQUIRED, quarantine_schema, trips_schema
@@ -86,19 +87,24 @@ def verify_month_checks(
     """
     now = datetime.now(UTC).isoformat(timespec="seconds")
     streamed = digest if digest is not None and digest.method == METHOD else None
-    con = open_connection(storage_options=storage_options)
+    con = open_connection(
+        storage_options=storage_options, extensions=_extensions_for(trips_uri, quarantine_uri, source_uri)
+    )
     try:
-        register_table(
-            con, "trips_v", trips_uri, schema=trips_schema(), version=trips_version, storage_options=storage_options
-        )
-        register_table(
-            con,
-            "quarantine_v",
-            quarantine_uri,
-            schema=quarantine_schema(),
-            version=quarantine_version,
-            storage_options=storage_options,
-        )
+        for view, uri, schema, version in (
+            ("trips_v", trips_uri, trips_schema(), trips_version),
+            ("quarantine_v", quarantine_uri, quarantine_schema(), quarantine_version),
+        ):
+            register_partition(
+                con,
+                view,
+                uri,
+                schema=schema,
+                column=PARTITION_COLUMN,
+                key=month,
+                version=version,
+                storage_options=storage_options,
+            )
         footer_nulls = _required_nulls_in_footers(con, trips_uri, trips_version, month, storage_options)
         stats = _trips_stats(con, month, nulls=footer_nulls)
         bad = _one(con, f"SELECT count(*) FROM quarantine_v WHERE {PARTITION_COLUMN} = ?", [month])
@@ -126,6 +132,13 @@ def verify_month_checks(
         result("no_duplicates_introduced", *duplicates, trips_version),
         result("required_not_null", not any(nulls.values()), f"nulls: {null_text}", "no nulls", trips_version),
     ]
+
+
+def _extensions_for(*uris: str | None) -> tuple[str, ...]:
+    """httpfs when a URI is remote (S3 files, an https source), else none: the checks read the committed
+    partitions' files with ``read_parquet`` (:func:`taxi_assets.io.duckdb.register_partition`), not ``delta_scan``."""
+    remote = any(uri and "://" in uri and not uri.startswith("file://") for uri in uris)
+    return ("httpfs",) if remote else ()
 
 
 @dataclass(frozen=True, slots=True)

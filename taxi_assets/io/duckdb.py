@@ -10,7 +10,7 @@ missing extension costs one warning, not the run. Keys reach DuckDB only as secr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -32,6 +32,8 @@ _SECRET_KEYS: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _CONFIG: Final = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 EXTENSIONS: Final = ("httpfs", "delta")
 _WARNED: set[str] = set()  # extensions already warned about in this process
+# Delta reader features that do not change what a partition's data files hold (register_partition).
+_PLAIN_READER_FEATURES: Final = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
 
 
 class ExtensionUnavailable(UserWarning):
@@ -57,7 +59,11 @@ def redact(text: str, storage_options: Mapping[str, str] | None) -> str:
 
 
 def open_connection(
-    *, storage_options: Mapping[str, str] | None = None, scope: str | None = None, threads: int | None = None
+    *,
+    storage_options: Mapping[str, str] | None = None,
+    scope: str | None = None,
+    threads: int | None = None,
+    extensions: Sequence[str] = EXTENSIONS,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with httpfs and delta loaded from the wheels and, given keys, an S3 secret.
 
@@ -65,7 +71,9 @@ def open_connection(
     one (:mod:`taxi_assets.io.threads`), else DuckDB's own default, one per core of the host (which would
     oversubscribe a host running several Dask workers).
     A missing or broken extension package costs one :class:`ExtensionUnavailable` warning per process and the
-    connection still opens: views fall back to the Arrow dataset path.
+    connection still opens: views fall back to the Arrow dataset path. ``extensions`` limits the loads to those
+    the caller needs: each costs its file's verification on every new connection (delta ~0.3 s of CPU, httpfs
+    ~0.09 s; ``benchmarks/fixed_costs.py``).
     """
     config: dict[str, str | bool | int | float | list[str]] = dict(_CONFIG)
     share = current_thread_share()
@@ -74,7 +82,7 @@ def open_connection(
     if threads is not None:
         config["threads"] = max(1, int(threads))
     con = duckdb.connect(config=config)
-    for name in EXTENSIONS:
+    for name in extensions:
         load_extension(con, name)
     if storage_options:
         add_s3_secret(con, storage_options, scope=scope)
@@ -180,6 +188,57 @@ def register_table(
     return "arrow"
 
 
+def register_partition(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table_uri: str,
+    *,
+    schema: pa.Schema,
+    column: str,
+    key: str,
+    version: int,
+    storage_options: Mapping[str, str] | None = None,
+) -> Access | Literal["files"]:
+    """View ``name`` over partition ``column = key`` of the Delta table at ``version``: its data files as the
+    log lists them, read by ``read_parquet``, the partition value added as a constant column.
+
+    Why not ``delta_scan``: loading the delta extension verifies an 82 MB file on every new connection (0.3 s of
+    CPU per month task) and its scan of one partition costs more than reading the partition's files. It is the
+    same read for the tables this pipeline writes (plain Parquet files, no deletion vectors, no column mapping);
+    a table using either, a remote table without httpfs, or files without every column of ``schema`` fall back
+    to :func:`register_table`.
+    """
+    opts = dict(storage_options or {}) or None
+    try:
+        table = open_table(table_uri, version=version, storage_options=opts, partition=key)
+        protocol = table.protocol()
+        plain = protocol.min_reader_version == 1 or (
+            protocol.min_reader_version == 3 and set(protocol.reader_features or ()) <= _PLAIN_READER_FEATURES
+        )
+        files = table.file_uris(file_pruning_predicate=[(column, "=", key)]) if plain else []
+    except Exception as exc:  # deltalake and object_store errors have no common root; the message says why
+        raise QueryFailed(table_uri, redact(_one_line(exc), opts), "check the sink URI and its credentials") from None
+    remote = "://" in table_uri and not table_uri.startswith("file://")
+    if not plain or (remote and not _loaded(con, "httpfs")):
+        return register_table(con, name, table_uri, schema=schema, version=version, storage_options=storage_options)
+    if not files:
+        register_arrow(con, name, schema.empty_table())
+        return "empty"
+    columns = [f.name for f in schema if f.name != column]
+    found = {
+        row[0]
+        for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_list(files)}, union_by_name = true)").fetchall()
+    }
+    if not set(columns) <= found:  # a file from another writer: let the Delta reader fill the gaps
+        return register_table(con, name, table_uri, schema=schema, version=version, storage_options=storage_options)
+    select = ", ".join(f'"{c}"' for c in columns)
+    con.execute(
+        f'CREATE OR REPLACE VIEW {name} AS SELECT {select}, {_literal(key)} AS "{column}" '
+        f"FROM read_parquet({_list(files)}, union_by_name = true)"
+    )
+    return "files"
+
+
 def register_arrow(con: duckdb.DuckDBPyConnection, name: str, data: Any) -> None:
     """View ``name`` over an Arrow table or dataset (registered as ``_<name>_arrow``)."""
     con.register(f"_{name}_arrow", data)
@@ -202,6 +261,11 @@ def _loaded(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def _has_s3_secret(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute("SELECT count(*) FROM duckdb_secrets() WHERE type = 's3'").fetchone()
     return bool(row and row[0])
+
+
+def _list(items: Sequence[str]) -> str:
+    """A SQL list of string literals."""
+    return "[" + ", ".join(_literal(item) for item in items) + "]"
 
 
 def _literal(text: str) -> str:

@@ -26,7 +26,7 @@ from taxi_assets.checks.store import CHECK_NAMES, CheckResult, checks_recorded_b
 from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import CheckFailed
 from taxi_assets.io import parquet_files as _write
-from taxi_assets.io.duckdb import open_connection
+from taxi_assets.io.duckdb import open_connection, register_partition, register_table
 from taxi_assets.io.parquet_files import FileSeries, data_schema
 from taxi_assets.model.cleaning import PICKUP_TOLERANCE
 from taxi_assets.model.row_digest import RowsDigest
@@ -355,3 +355,54 @@ def test_verify_and_record_on_s3_with_the_source_scanned_by_duckdb(s3_server, s3
         list(pool.map(lambda _: record_checks(cfg.checks_uri, batch, storage_options=opts), range(2)))
     after = DeltaTable(cfg.checks_uri, storage_options=opts).to_pyarrow_table().num_rows
     assert after == before + len(CHECK_NAMES), "one batch lands once, however often it is sent"
+
+
+def test_a_partition_read_from_its_files_is_the_delta_read_of_that_version(tmp_path):
+    cfg = local_settings(tmp_path)
+    first = materialize(cfg, rows=300)
+    second = materialize(cfg, rows=500)  # the month again: new files, the old ones superseded but still on disk
+    assert len(data_files(cfg.trips_uri)) > len(DeltaTable(cfg.trips_uri).file_uris())
+    con = open_connection()
+    try:
+        for result in (first, second):
+            access = register_partition(
+                con,
+                "by_files",
+                cfg.trips_uri,
+                schema=trips_schema(),
+                column="month",
+                key=MONTH,
+                version=result.trips_version,
+            )
+            register_table(con, "by_delta", cfg.trips_uri, schema=trips_schema(), version=result.trips_version)
+            assert access == "files"
+            by_files = con.execute("SELECT * FROM by_files ORDER BY ALL").fetch_arrow_table()
+            by_delta = con.execute("SELECT * FROM by_delta ORDER BY ALL").fetch_arrow_table()
+            assert by_files.num_rows == result.rows_written
+            assert by_files.equals(by_delta.select(by_files.column_names))
+        other = register_partition(
+            con,
+            "none",
+            cfg.trips_uri,
+            schema=trips_schema(),
+            column="month",
+            key="2019-03",
+            version=second.trips_version,
+        )
+        assert other == "empty"
+        assert con.execute("SELECT count(*) FROM none").fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_the_checks_load_httpfs_only_for_remote_uris():
+    assert verify._extensions_for("/w/trips", "/w/quarantine", "/s/fhvhv_tripdata_2019-02.parquet") == ()
+    assert verify._extensions_for("/w/trips", "/w/quarantine", None) == ()
+    assert verify._extensions_for("s3://b/w/trips", "s3://b/w/quarantine", None) == ("httpfs",)
+    assert verify._extensions_for("/w/trips", "/w/q", "https://example.org/fhvhv_tripdata_2019-02.parquet") == (
+        "httpfs",
+    )
+
+
+def data_files(uri: str) -> list[Path]:
+    return sorted(Path(uri).rglob("*.parquet"))
