@@ -1,22 +1,28 @@
 """`taxi-assets`: one error boundary, one clear line, one exit code.
 
 Each command handler returns 0 or raises one of our named errors; the boundary in :func:`main` prints the
-message (which already names the next step) and returns the error's exit code. Unexpected exceptions are
-bugs and keep their traceback. Prefect is imported only by the commands that run a flow: planning and
+message (which already names the next step) and returns the error's exit code. Three more things end in one
+line at this boundary: a sink the command cannot use (``cli/sink_errors.py``: exit 2, or 9 when full), a
+Prefect API that cannot be reached (``cli/api_errors.py``: exit 8), and Ctrl-C / SIGTERM (``cli/stopping.py``:
+every child process ended, exit 130 / 143); Prefect's run logs show our named errors without their traceback.
+Unexpected exceptions are bugs and keep their traceback. Prefect is imported only by the commands that run a flow: planning and
 status stay fast (no API start-up on the no-op path).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 from partitions.errors import PartitionsError
 from taxi_assets.cli.analysts import add_commands as add_analyst_commands
+from taxi_assets.cli.api_errors import explain_api_error
 from taxi_assets.cli.sink_errors import explain_sink_error, preflight_sink
 from taxi_assets.cli.stopping import stop_on_signals
 from taxi_assets.errors import TaxiAssetsError
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink: str | None = None
     try:
         handler = _handler(args.handler) if isinstance(args.handler, str) else args.handler
-        with stop_on_signals():  # Ctrl-C / SIGTERM: one line, children ended, exit 130 / 143 (cli/stopping.py)
+        with stop_on_signals(), _named_errors_without_traceback(enabled=not args.debug):
             if hasattr(args, "sink"):
                 sink = Settings.resolve(sink=args.sink).sink
                 preflight_sink(sink)  # a sink path through a file: one line, before anything reads or writes
@@ -114,6 +120,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if named is None or args.debug:
             raise
         return _refuse(named, debug=False)
+    except Exception as exc:  # the run's Prefect API unreachable or not started (exit 8); anything else: a bug
+        api = explain_api_error(exc) if args.command in ("run", "demo") else None
+        if api is None or args.debug:
+            raise
+        return _refuse(api, debug=False)
+
+
+class _NoTracebackForNamedErrors(logging.Filter):
+    """Prefect logs a failed flow's exception with its traceback; ours are named and say what to do next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (PartitionsError, TaxiAssetsError)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def _named_errors_without_traceback(*, enabled: bool) -> Iterator[None]:
+    """While a command runs, Prefect's run loggers print a named error as its line only (``--debug``: all)."""
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")] if enabled else []
+    quiet = _NoTracebackForNamedErrors()
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _refuse(exc: Exception, *, debug: bool) -> int:
