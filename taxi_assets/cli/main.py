@@ -5,8 +5,8 @@ message (which already names the next step) and returns the error's exit code. T
 line at this boundary: a sink the command cannot use (``cli/sink_errors.py``: exit 2, or 9 when full), a
 Prefect API that cannot be reached (``cli/api_errors.py``: exit 8), and Ctrl-C / SIGTERM (``cli/stopping.py``:
 every child process ended, exit 130 / 143); Prefect's run logs show our named errors without their traceback.
-Unexpected exceptions are bugs and keep their traceback. Prefect is imported only by the commands that run a flow: planning and
-status stay fast (no API start-up on the no-op path).
+Unexpected exceptions are bugs and keep their traceback. Prefect is imported only by the commands that run a
+flow: planning and status stay fast (no API start-up on the no-op path).
 """
 
 from __future__ import annotations
