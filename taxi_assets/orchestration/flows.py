@@ -40,6 +40,7 @@ from partitions.source import SourceFile
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, nothing_stale_line, plan_months, run_month
+from taxi_assets.assets.zones import materialize_zones, zones_uri
 from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.model.intents import Intent
 from taxi_assets.orchestration import progress
@@ -217,8 +218,11 @@ def daily_summary_task(cfg: Settings, run_id: str) -> list[str]:
 
     Month tasks commit the summaries of the months they write, so after them this is a read of two Delta logs;
     it rebuilds a summary whose commit failed, and every month after a change of the summary's code. Runs in the
-    flow process: one DuckDB scan of the committed trips version per month.
+    flow process: one DuckDB scan of the committed trips version per month. The ``zones`` table (the lookup the
+    summary names boroughs with) is written first, once per sink and lookup revision.
     """
+    if (version := materialize_zones(cfg)) is not None:
+        get_run_logger().info("zones: the zone lookup written to %s (version %d)", zones_uri(cfg), version)
     rebuilt = []
     for row in plan_daily_summary(cfg):
         if row.state.is_stale:

@@ -35,6 +35,7 @@ from taxi_assets.assets.trips import plan_months, run_month
 from taxi_assets.checks.store import CHECK_NAMES
 from taxi_assets.errors import ConfigurationError
 from taxi_assets.model import daily_aggregation
+from taxi_assets.model.zones import zone_lookup
 from taxi_assets.orchestration import cluster as cluster_mod
 from taxi_assets.orchestration.flows import asset_key, fhvhv_pipeline, month_limit, retry_if_transient
 from taxi_assets.settings import Settings
@@ -253,6 +254,19 @@ def test_each_month_is_reported_as_a_materialization_of_the_delta_tables(tmp_pat
     assert event.payload["table_version"] == result["trips_version"]
     upstream = [r for r in event.related if r.role == "asset"]
     assert [r.id for r in upstream] == [asset_key(str(Path(cfg.source) / "fhvhv_tripdata_2019-05.parquet"))]
+
+
+def test_a_run_that_writes_leaves_a_zones_table_any_engine_can_join_and_the_next_adds_no_commit(
+    tmp_path: Path, dask_address: str
+) -> None:
+    cfg = local_settings(tmp_path)
+    write_months(cfg.source, ["2019-05"], rows=ROWS)
+    run(cfg, cluster=dask_address)
+    zones = DeltaTable(f"{cfg.sink}/zones")
+    assert zones.to_pyarrow_table().equals(zone_lookup())  # readable by plain deltalake, the TLC's 265 rows
+    first = zones.version()
+    run(cfg, cluster=dask_address, partitions=["2019-05"])  # forced: the summary step runs again
+    assert DeltaTable(f"{cfg.sink}/zones").version() == first  # the same lookup is not committed twice
 
 
 def test_bad_parameters_fail_before_any_data_is_touched(tmp_path: Path, local_clusters: Recorder) -> None:
