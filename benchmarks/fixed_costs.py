@@ -30,7 +30,7 @@ STEPS = (
     ("duckdb_connect", "duckdb.connect() (a bare in-memory database)"),
     ("load_httpfs", "LOAD httpfs from its wheel"),
     ("load_delta", "LOAD delta from its wheel"),
-    ("open_connection", "io.duckdb.open_connection() again (extensions cached in the process)"),
+    ("open_connection", "io.duckdb.open_connection() (a new database: both extensions verified and loaded again)"),
     ("month_first", "run_month of a 1,000-row month into a fresh sink (creates the 4 tables)"),
     ("month_again", "run_month of another 1,000-row month (tables exist)"),
 )
