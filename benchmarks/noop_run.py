@@ -102,7 +102,7 @@ def main() -> None:
 
         def warm() -> None:
             summary = fhvhv_pipeline(source=cfg.source, sink=cfg.sink)
-            assert summary["cluster"] is None
+            assert summary.cluster is None
 
         figures["flow-warm"] = timed(warm, args.repeat)
 

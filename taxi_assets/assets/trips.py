@@ -20,7 +20,7 @@ from partitions.delta_log import read_records
 from partitions.errors import PartitionsError
 from partitions.files import missing_data_files
 from partitions.keys import parse_selection
-from partitions.overwrite import record_failure
+from partitions.overwrite import CommitStats, record_failure
 from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PartitionState, PlanRow, Verifications, plan
@@ -185,6 +185,7 @@ class MonthResult:
     rows_digest: str = ""  # RowsDigest.to_text() of the rows streamed into trips; "" when unknown
     summary_version: int | None = None  # the daily_summary commit of the month, None when it did not land
     summary_error: str = ""  # why it did not: the month is fine, the run's daily-summary step rebuilds it
+    commits: dict[str, int | float] = field(default_factory=dict)  # CommitStats.as_dict() of its sink commits
 
 
 def _now() -> str:
@@ -229,6 +230,7 @@ def materialize_month(
         rows_digest=written.digest.to_text(),
         summary_version=summary_version,
         summary_error=summary_error,
+        commits=written.commits.as_dict(),
     )
 
 
@@ -277,7 +279,9 @@ def _commit_summary(
     return version, ""
 
 
-def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str) -> list[CheckResult]:
+def verify_month(
+    result: MonthResult, source: SourceFile, cfg: Settings, *, run_id: str, stats: CommitStats | None = None
+) -> list[CheckResult]:
     """Every DuckDB check on the versions this run committed, recorded in ``<sink>/checks`` (passed or not).
 
     The duplicate check compares the committed rows with the row digest of the rows the run streamed (one
@@ -301,7 +305,7 @@ def verify_month(result: MonthResult, source: SourceFile, cfg: Settings, *, run_
         source_storage_options=cfg.storage_options(source.uri),
         digest=RowsDigest.from_text(result.rows_digest),
     )
-    record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri))
+    record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri), stats=stats)
     return checks
 
 
@@ -312,8 +316,10 @@ def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: s
     ``checks``, and the month keeps planning stale until a run passes.
     """
     result = materialize_month(source, cfg, run_id=run_id, code_version=code_version)
-    checks = verify_month(result, source, cfg, run_id=run_id)
-    result = replace(result, checks=[c.as_dict() for c in checks])
+    stats = CommitStats()  # the checks' append: contention with the other months' appends is counted too
+    checks = verify_month(result, source, cfg, run_id=run_id, stats=stats)
+    commits = {k: result.commits.get(k, 0) + v for k, v in stats.as_dict().items()}
+    result = replace(result, checks=[c.as_dict() for c in checks], commits=commits)
     for c in checks:
         if not c.passed:
             error = CheckFailed(c.partition, c.check, c.observed, c.expected)

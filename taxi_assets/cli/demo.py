@@ -18,7 +18,7 @@ from typing import Final
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_selection
-from taxi_assets.assets.daily_summary import stale_summary_months
+from taxi_assets.assets.run_summary import has_work
 from taxi_assets.assets.trips import plan_months
 from taxi_assets.cli.local_s3 import moto_server
 from taxi_assets.cli.render import checks_table, console, months_table, results_table, status_rows
@@ -131,7 +131,7 @@ def _source_is_empty(cfg: Settings) -> bool:
 def _run(pipeline: object, cfg: Settings) -> int:
     out = console()
     # The no-op test of `taxi-assets run`: both assets fresh, then Prefect's start-up is skipped.
-    if not plan_months(cfg).stale and not stale_summary_months(cfg):
+    if not has_work(cfg, plan_months(cfg)):
         out.print("Nothing stale: no month rebuilt, no cluster started.")
         return 0
     try:
@@ -140,13 +140,14 @@ def _run(pipeline: object, cfg: Settings) -> int:
     except PartitionsFailed as exc:
         out.print(f"[red]{exc}[/]")
         return exc.exit_code
-    rebuilt = summary.get("daily_summary") or []
-    if not summary["stale"]:
+    rebuilt = summary.daily_summary
+    if not summary.stale:
         out.print(f"No trips month stale, no cluster started; daily_summary rebuilt: {', '.join(rebuilt) or 'none'}.")
         return 0
-    out.print(f"Rebuilt {', '.join(summary['stale'])} on a {summary['cluster']['kind']} cluster.")
-    out.print(results_table(summary["results"]))
-    out.print(checks_table(summary["results"]))
+    kind = summary.cluster["kind"] if summary.cluster else "no"
+    out.print(f"Rebuilt {', '.join(summary.stale)} on a {kind} cluster.")
+    out.print(results_table(summary.results))
+    out.print(checks_table(summary.results))
     return 0
 
 

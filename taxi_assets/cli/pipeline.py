@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import Any
 
 from partitions.delta_log import read_records
 from partitions.keys import parse_month
-from taxi_assets.assets.daily_summary import stale_summary_months
+from taxi_assets.assets.run_summary import RunSummary, has_work
 from taxi_assets.assets.trips import MonthPlan, new_run_id, nothing_stale_line, plan_months, run_month
 from taxi_assets.cli.render import (
     checks_table,
@@ -80,19 +79,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = console()
     plan = plan_months(cfg, intent=args.intent, partitions=args.partitions)
     # The no-op path (no Prefect, no cluster) needs both assets fresh: trips/quarantine and daily_summary.
-    if not plan.stale and not stale_summary_months(cfg):
-        summary: dict[str, Any] = {
-            "run_id": None,
-            "states": plan.counts(),
-            "stale": [],
-            "rejected": [r.partition for r in plan.rejected],
-            "unavailable": sorted(plan.unavailable),
-            "results": [],
-            "cluster": None,
-            "daily_summary": [],
-        }
+    if not has_work(cfg, plan):
+        summary = RunSummary.of_plan(plan, run_id=None)
         if args.json:
-            print_json(summary)
+            print_json(summary.as_dict())
         else:
             if plan.listing.skipped:
                 out.print(f"[yellow]skipped source files:[/] {plan.listing.skipped_summary()}")
@@ -119,15 +109,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(f"[red]{exc}[/]")
         return exc.exit_code
     if args.json:
-        print_json(summary)
+        print_json(summary.as_dict())
         return 0
-    if summary["results"]:
-        out.print(results_table(summary["results"]))
-        out.print(checks_table(summary["results"]))
-    rebuilt = summary.get("daily_summary") or []
+    if summary.results:
+        out.print(results_table(summary.results))
+        out.print(checks_table(summary.results))
+    rebuilt = summary.daily_summary
     out.print(f"daily_summary rebuilt: {', '.join(rebuilt)}." if rebuilt else "daily_summary: nothing to rebuild.")
-    if summary.get("rejected"):
-        out.print(f"[red]rejected[/] (left alone until the file or the code changes): {', '.join(summary['rejected'])}")
+    if summary.rejected:
+        out.print(f"[red]rejected[/] (left alone until the file or the code changes): {', '.join(summary.rejected)}")
     return 0
 
 
@@ -142,6 +132,6 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if args.json:
         print_json(asdict(result))
     else:
-        console().print(results_table([asdict(result)]))
-        console().print(checks_table([asdict(result)]))
+        console().print(results_table([result]))
+        console().print(checks_table([result]))
     return 0

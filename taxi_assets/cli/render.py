@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from partitions.records import PartitionHistory
 from partitions.staleness import PartitionState, PlanRow
+
+if TYPE_CHECKING:  # `sql` imports this module and must not load the assets
+    from taxi_assets.assets.trips import MonthResult
 
 STATE_STYLE = {
     PartitionState.FRESH: "green",
@@ -88,55 +91,54 @@ def months_table(rows: Sequence[Mapping[str, Any]], *, title: str) -> Table:
     return table
 
 
-def results_table(results: Sequence[Mapping[str, Any]]) -> Table:
+def results_table(results: Sequence[MonthResult]) -> Table:
     table = Table(title="Materialized months", title_justify="left")
     for name in ("month", "ok", "source rows", "clean", "quarantined", "seconds", "checks", "error"):
         table.add_column(
             name, justify="right" if name in ("source rows", "clean", "quarantined", "seconds") else "left"
         )
     for r in results:
-        checks = r.get("checks") or []
-        passed = sum(1 for c in checks if c["passed"])
+        passed = sum(1 for c in r.checks if c["passed"])
         table.add_row(
-            r["partition"],
-            "[green]yes[/]" if r["ok"] else "[red]no[/]",
-            _num(r.get("rows_source")),
-            _num(r.get("rows_written")),
-            _num(r.get("rows_quarantined")),
-            f"{r.get('seconds', 0):.1f}",
-            f"{passed}/{len(checks)} passed" if checks else "-",
-            (r.get("error") or "")[:160],
+            r.partition,
+            "[green]yes[/]" if r.ok else "[red]no[/]",
+            _num(r.rows_source),
+            _num(r.rows_written),
+            _num(r.rows_quarantined),
+            f"{r.seconds:.1f}",
+            f"{passed}/{len(r.checks)} passed" if r.checks else "-",
+            r.error[:160],
         )
     return table
 
 
-def checks_table(results: Sequence[Mapping[str, Any]]) -> Table:
+def checks_table(results: Sequence[MonthResult]) -> Table:
     """One row per month, one column per check: readable at a glance; failures say what was observed."""
     names: list[str] = []
     for r in results:
-        for c in r.get("checks") or []:
-            if c["check"] not in names:
-                names.append(c["check"])
+        for c in r.checks:
+            if str(c["check"]) not in names:
+                names.append(str(c["check"]))
     table = Table(title="DuckDB checks on the committed versions", title_justify="left")
     table.add_column("month")
     table.add_column("table v.", justify="right")
     for name in names:
         table.add_column(name.replace("_", " "), justify="center")
     for r in results:
-        by_name = {c["check"]: c for c in r.get("checks") or []}
+        by_name = {str(c["check"]): c for c in r.checks}
         if not by_name:
             continue
         cells = []
         for name in names:
-            c = by_name.get(name)
-            if c is None:
+            found = by_name.get(name)
+            if found is None:
                 cells.append("-")
-            elif c["passed"]:
+            elif found["passed"]:
                 cells.append("[green]pass[/]")
             else:
-                cells.append(f"[red]FAIL[/] {c['observed']} vs {c['expected']}")
+                cells.append(f"[red]FAIL[/] {found['observed']} vs {found['expected']}")
         version = next(iter(by_name.values()))["table_version"]
-        table.add_row(r["partition"], str(version), *cells)
+        table.add_row(r.partition, str(version), *cells)
     return table
 
 

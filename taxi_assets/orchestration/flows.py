@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,12 +38,19 @@ from partitions.errors import Transient
 from partitions.source import SourceFile
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
+from taxi_assets.assets.run_summary import RunSummary
 from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, nothing_stale_line, plan_months, run_month
 from taxi_assets.assets.zones import materialize_zones, zones_uri
 from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.model.intents import Intent
 from taxi_assets.orchestration import progress
-from taxi_assets.orchestration.cluster import choose_cluster, preflight_coiled, start_cluster, task_runner_for
+from taxi_assets.orchestration.cluster import (
+    apply_worker_thread_share,
+    choose_cluster,
+    preflight_coiled,
+    start_cluster,
+    task_runner_for,
+)
 from taxi_assets.orchestration.month_lock import hold_month
 from taxi_assets.settings import S3Credentials, Settings
 
@@ -128,6 +134,7 @@ def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) ->
 
 def _materialize_one(source: SourceFile, cfg: Settings, run_id: str, code_version: str) -> MonthResult:
     """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
+    apply_worker_thread_share()  # Arrow, DuckDB and the encoders sized to this worker's share of the cores
     with hold_month(
         month_limit(source.partition),
         partition=source.partition,
@@ -180,7 +187,7 @@ def materialize_months(
     sink: str | None = None,
     aws_block: str | None = None,
     source_anonymous: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MonthResult]:
     """One task per month on this flow's Dask task runner; a failed month fails only itself.
 
     Returns a result per month in the order of ``files``; failed months have ``ok=False`` and the cause in
@@ -195,15 +202,15 @@ def materialize_months(
     for done in as_completed(futures):
         done.wait()  # keeps the task's final state on the future (else `state` asks the API, which may lag)
         progress.month_finished(month_of[id(done)], done.state.is_completed())
-    out: list[dict[str, Any]] = []
+    out: list[MonthResult] = []
     for f, fut in zip(files, futures, strict=True):
         state = fut.state
         if state.is_completed():
-            out.append(asdict(fut.result()))
+            out.append(fut.result())
         else:
             err = state.result(raise_on_failure=False)
             cause = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(state.message)
-            out.append(asdict(MonthResult(partition=f.partition, ok=False, error=cause)))
+            out.append(MonthResult(partition=f.partition, ok=False, error=cause))
     return out
 
 
@@ -314,45 +321,44 @@ def _publish_plan(cfg: Settings, plan: MonthPlan) -> None:
     )
 
 
-def _results_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _results_rows(results: Sequence[MonthResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
-        checks = r.get("checks") or []
-        passed = sum(1 for c in checks if c.get("passed"))
+        passed = sum(1 for c in r.checks if c.get("passed"))
         rows.append(
             {
-                "partition": r["partition"],
-                "ok": r["ok"],
-                "rows_source": r["rows_source"],
-                "rows_written": r["rows_written"],
-                "rows_quarantined": r["rows_quarantined"],
-                "seconds": round(float(r["seconds"]), 2),
-                "checks": f"{passed}/{len(checks)} passed" if checks else "-",
-                "error": r["error"],
+                "partition": r.partition,
+                "ok": r.ok,
+                "rows_source": r.rows_source,
+                "rows_written": r.rows_written,
+                "rows_quarantined": r.rows_quarantined,
+                "seconds": round(float(r.seconds), 2),
+                "checks": f"{passed}/{len(r.checks)} passed" if r.checks else "-",
+                "error": r.error,
             }
         )
     return rows
 
 
-def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
+def _publish_summary(cfg: Settings, summary: RunSummary) -> None:
     """The run's results as a table artifact and a short markdown summary (what ran, where, how long)."""
-    rows = _results_rows(summary["results"])
+    rows = _results_rows(summary.results)
     if rows:
         create_table_artifact(key="fhvhv-results", table=rows, description=f"Per-month results in {cfg.sink}")
     lines = [
-        f"# FHVHV run {summary['run_id']}",
+        f"# FHVHV run {summary.run_id}",
         "",
         f"- sink: `{cfg.sink}`; source: `{cfg.source}`",
-        f"- planned {summary['planned']} month(s); stale: {', '.join(summary['stale']) or 'none'}",
+        f"- planned {summary.planned} month(s); stale: {', '.join(summary.stale) or 'none'}",
     ]
-    states = summary.get("states") or {}
+    states = summary.states
     if states:
         lines.append("- states: " + ", ".join(f"{n} {state}" for state, n in states.items()))
-    if summary.get("rejected"):
-        lines.append(f"- rejected (left alone until the file or the code changes): {', '.join(summary['rejected'])}")
-    if summary.get("unavailable"):
-        lines.append(f"- unavailable (the source did not answer; the run fails): {', '.join(summary['unavailable'])}")
-    c = summary["cluster"]
+    if summary.rejected:
+        lines.append(f"- rejected (left alone until the file or the code changes): {', '.join(summary.rejected)}")
+    if summary.unavailable:
+        lines.append(f"- unavailable (the source did not answer; the run fails): {', '.join(summary.unavailable)}")
+    c = summary.cluster
     if c is None:
         lines.append("- nothing stale: no cluster started")
     else:
@@ -360,9 +366,17 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
             f"- cluster: {c['kind']}, {c['workers']} worker(s), start-up {c['startup_seconds']} s, "
             f"up {c['seconds']} s ({c['worker_seconds']} worker-seconds)"
         )
+        if c.get("reason"):
+            lines.append(f"- cluster shape: {c['reason']}")
+    if summary.commits:
+        k = summary.commits
+        lines.append(
+            f"- commits: {int(k.get('commits', 0))}, retried under contention {int(k.get('retries', 0))} time(s), "
+            f"backoff {k.get('backoff_seconds', 0)} s"
+        )
     failed = [r for r in rows if not r["ok"]]
     lines.append(f"- months failed: {', '.join(r['partition'] for r in failed) or 'none'}")
-    lines.append(f"- daily_summary rebuilt: {', '.join(summary.get('daily_summary') or []) or 'none'}")
+    lines.append(f"- daily_summary rebuilt: {', '.join(summary.daily_summary) or 'none'}")
     if rows:
         lines += [
             "",
@@ -375,7 +389,7 @@ def _publish_summary(cfg: Settings, summary: dict[str, Any]) -> None:
             for r in rows
         ]
         lines += [f"\n**{r['partition']}**: {r['error']}" for r in failed]
-    lines.append(f"\nTotal {summary['seconds']} s (planning {summary['plan_seconds']} s).")
+    lines.append(f"\nTotal {summary.seconds} s (planning {summary.plan_seconds} s).")
     create_markdown_artifact(key="fhvhv-summary", markdown="\n".join(lines), description="FHVHV run summary")
 
 
@@ -388,7 +402,7 @@ def fhvhv_pipeline(
     cluster: str | None = None,
     aws_block: str | None = None,
     source_anonymous: bool | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Plan the months; when some are stale, materialize and verify exactly those on a cluster started for them.
 
     Args:
@@ -430,25 +444,14 @@ def fhvhv_pipeline(
     unavailable = plan.unavailable  # the source did not answer for these: the run cannot end green
     for month, reason in unavailable.items():
         logger.error("%s: unavailable: %s", month, reason)
-    summary: dict[str, Any] = {
-        "run_id": new_run_id(),
-        "planned": len(plan.rows),
-        "states": plan.counts(),
-        "stale": [r.partition for r in stale],
-        "rejected": [r.partition for r in plan.rejected],
-        "unavailable": sorted(unavailable),
-        "results": [],
-        "cluster": None,
-        "failed": [],
-        "daily_summary": [],
-        "plan_seconds": round(time.perf_counter() - t0, 2),
-    }
+    summary = RunSummary.of_plan(plan, run_id=new_run_id(), plan_seconds=round(time.perf_counter() - t0, 2))
+    run_id = summary.run_id or ""
     if not stale:
         logger.info("%s", nothing_stale_line(cfg, plan))
         if stale_summary_months(cfg):  # only the downstream asset is stale: rebuilt here, in the flow process
-            summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
-        summary["failed"] = sorted(unavailable)
-        summary["seconds"] = round(time.perf_counter() - t0, 2)
+            summary.daily_summary = daily_summary_task(cfg, run_id)
+        summary.failed = sorted(unavailable)
+        summary.seconds = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
         if unavailable:
             raise PartitionsFailed(unavailable)
@@ -457,22 +460,22 @@ def fhvhv_pipeline(
     for row in stale:
         logger.info("%s: %s (%s)", row.partition, row.state, row.reason)
     # A month the source cannot give one file for (two files map to it) fails alone, with the listing's reason.
-    unusable = {m: reason for m, reason in plan.listing.problems().items() if m in summary["stale"]}
+    unusable = {m: reason for m, reason in plan.listing.problems().items() if m in summary.stale}
     files = [plan.listing.files[r.partition] for r in stale if r.partition not in unusable]
     if not files:
-        summary["failed"] = sorted({*unusable, *unavailable})
-        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        summary.failed = sorted({*unusable, *unavailable})
+        summary.seconds = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
         raise PartitionsFailed({**unusable, **unavailable})
     spec = choose_cluster(
-        cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{summary['run_id']}"
+        cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{run_id}"
     )
     preflight_coiled(cfg)  # no Coiled token anywhere: fail before limits, API calls or a cluster
     if spec.kind == "address":
         logger.info("using the existing Dask cluster at %s (left running afterwards)", cfg.cluster)
     else:
         logger.info("starting a %s cluster: %s", spec.kind, spec.reason)
-    _ensure_month_limits(summary["stale"])
+    _ensure_month_limits(summary.stale)
     with start_cluster(
         spec,
         worker_env=_worker_env(cfg),
@@ -483,41 +486,41 @@ def fhvhv_pipeline(
         runner = task_runner_for(running)
         results = materialize_months.with_options(task_runner=runner)(  # type: ignore[arg-type]
             files=files,
-            run_id=summary["run_id"],
+            run_id=run_id,
             code_version=plan.code_version,
             source=cfg.source,
             sink=cfg.sink,
             aws_block=cfg.aws_block,
             source_anonymous=cfg.source_anonymous,
         )
-    summary["cluster"] = running.summary()
+    summary.cluster = running.summary()
     if spec.kind != "address":
         logger.info(
             "%s cluster closed: start-up %.1f s, up %.1f s", spec.kind, running.startup_seconds, running.seconds or 0.0
         )
-    summary["results"] = results
-    failures = {**unavailable, **unusable, **{r["partition"]: r["error"] for r in results if not r["ok"]}}
-    written = [r["partition"] for r in results if r["ok"]]
+    summary.results = results
+    failures = {**unavailable, **unusable, **{r.partition: r.error for r in results if not r.ok}}
+    written = summary.written
     verified: dict[str, dict[str, int]] = {}
     # Each month task committed its month's daily_summary; the step below rebuilds only what is still stale
     # (a summary commit that failed, a summary code change on months this run did not write).
-    built = [r["partition"] for r in results if r["ok"] and r.get("summary_version") is not None]
+    built = [r.partition for r in results if r.ok and r.summary_version is not None]
     if written:  # independent reads of the committed tables: concurrent (DuckDB releases the GIL)
-        verifying = verify_run_task.submit(cfg, summary["run_id"])
-        rebuilding = daily_summary_task.submit(cfg, summary["run_id"])
+        verifying = verify_run_task.submit(cfg, run_id)
+        rebuilding = daily_summary_task.submit(cfg, run_id)
         verified, rebuilt = verifying.result(), rebuilding.result()
-        summary["daily_summary"] = sorted({*built, *rebuilt})
+        summary.daily_summary = sorted({*built, *rebuilt})
     elif stale_summary_months(cfg):  # no trips month written, but a summary is stale on its own (code, missing)
-        summary["daily_summary"] = daily_summary_task(cfg, summary["run_id"])
-    summary["verified"] = verified
+        summary.daily_summary = daily_summary_task(cfg, run_id)
+    summary.verified = verified
     for month in written:
         got = verified.get(month, {"passed": 0, "total": 0})
         if got["total"] == 0 or got["passed"] < got["total"]:
-            failures[month] = (
-                f"checks of run {summary['run_id']} in {cfg.checks_uri}: {got['passed']}/{got['total']} passed"
-            )
-    summary["failed"] = sorted(failures)
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
+            failures[month] = f"checks of run {run_id} in {cfg.checks_uri}: {got['passed']}/{got['total']} passed"
+    summary.failed = sorted(failures)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    if summary.commits.get("retries"):
+        logger.info("commits under contention: %s", summary.commits)
     _publish_summary(cfg, summary)
     if failures:
         raise PartitionsFailed(failures)

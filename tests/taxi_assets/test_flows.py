@@ -135,10 +135,10 @@ def test_a_noop_run_starts_no_cluster(tmp_path: Path, local_clusters: Recorder) 
 
     state = run_state(cfg)
     summary = state.result()
-    assert summary["stale"] == []
-    assert summary["results"] == []
-    assert summary["cluster"] is None
-    assert summary["planned"] == 2
+    assert summary.stale == []
+    assert summary.results == []
+    assert summary.cluster is None
+    assert summary.planned == 2
     assert local_clusters.calls == []  # not one cluster construction
     assert table_version(cfg) == version
     artifacts = artifacts_of(state.state_details.flow_run_id)
@@ -158,21 +158,21 @@ def test_stale_summaries_alone_are_rebuilt_in_the_flow_without_a_cluster_or_a_tr
 
     state = run_state(cfg)
     summary = state.result()
-    assert summary["stale"] == []
-    assert summary["daily_summary"] == months  # the missing summaries
+    assert summary.stale == []
+    assert summary.daily_summary == months  # the missing summaries
     assert "daily_summary rebuilt: 2019-02, 2019-03" in str(artifacts_of(state.state_details.flow_run_id))
     built = table_version(cfg, daily_summary.TABLE)
 
     monkeypatch.setattr(daily_aggregation, "SUMMARY_VERSION", "daily-summary-test-bump")  # a new summary code version
     assert daily_summary.stale_summary_months(cfg) == months
     summary = run(cfg)
-    assert summary["stale"] == []
-    assert summary["daily_summary"] == months  # every month again, for the code change
+    assert summary.stale == []
+    assert summary.daily_summary == months  # every month again, for the code change
     assert table_version(cfg, daily_summary.TABLE) == built + len(months)
     assert daily_summary.stale_summary_months(cfg) == []
 
     summary = run(cfg)  # everything fresh now: nothing rebuilt
-    assert summary["daily_summary"] == []
+    assert summary.daily_summary == []
     assert table_version(cfg, daily_summary.TABLE) == built + len(months)
     assert table_version(cfg) == trips  # trips never rewritten
     assert local_clusters.calls == []  # and never a cluster
@@ -211,19 +211,21 @@ def test_a_failing_month_fails_only_itself_and_the_next_run_retries_it(
     write_month_file(cfg.source, "2019-03", ROWS + 50, seed=3)
     versions = table_version(cfg)
     summary = run(cfg, cluster=dask_address)
-    assert summary["stale"] == ["2019-03"]
-    assert summary["failed"] == []
-    (result,) = summary["results"]
-    assert result["ok"]
-    assert result["rows_source"] == ROWS + 50
-    assert all(c["passed"] for c in result["checks"])
-    assert summary["cluster"]["kind"] == "address"
+    assert summary.stale == ["2019-03"]
+    assert summary.failed == []
+    (result,) = summary.results
+    assert result.ok
+    assert result.rows_source == ROWS + 50
+    assert result.commits["commits"] == 3  # quarantine, trips and the checks' append, counted with their retries
+    assert summary.commits == result.commits  # one month: the run's totals are its own
+    assert all(c["passed"] for c in result.checks)
+    assert summary.cluster["kind"] == "address"
     assert table_version(cfg) == versions + 1
     assert set(states(cfg).values()) == {PartitionState.FRESH}
     # The month's checks are in <sink>/checks, and the verification step read them back from there.
     checks = DeltaTable(cfg.checks_uri).to_pyarrow_table().to_pylist()
-    assert {c["partition"] for c in checks if c["run_id"] == summary["run_id"]} == {"2019-03"}
-    assert summary["verified"] == {"2019-03": {"passed": len(CHECK_NAMES), "total": len(CHECK_NAMES)}}
+    assert {c["partition"] for c in checks if c["run_id"] == summary.run_id} == {"2019-03"}
+    assert summary.verified == {"2019-03": {"passed": len(CHECK_NAMES), "total": len(CHECK_NAMES)}}
     assert len(local_clusters.calls) == 1  # an address is connected to, never created
 
 
@@ -231,7 +233,7 @@ def test_each_month_is_reported_as_a_materialization_of_the_delta_tables(tmp_pat
     cfg = local_settings(tmp_path)
     write_months(cfg.source, ["2019-05"], rows=ROWS)
     summary = run(cfg, cluster=dask_address)
-    (result,) = summary["results"]
+    (result,) = summary.results
 
     trips = asset_key(cfg.trips_uri)
     assert trips == Path(cfg.trips_uri).as_uri()
@@ -250,8 +252,8 @@ def test_each_month_is_reported_as_a_materialization_of_the_delta_tables(tmp_pat
         time.sleep(1)
     (event,) = events
     assert event.payload["partition"] == "2019-05"
-    assert event.payload["rows"] == result["rows_written"]
-    assert event.payload["table_version"] == result["trips_version"]
+    assert event.payload["rows"] == result.rows_written
+    assert event.payload["table_version"] == result.trips_version
     upstream = [r for r in event.related if r.role == "asset"]
     assert [r.id for r in upstream] == [asset_key(str(Path(cfg.source) / "fhvhv_tripdata_2019-05.parquet"))]
 
@@ -305,8 +307,8 @@ def test_a_month_another_run_holds_is_not_written_twice_at_once(
     assert month_rows(cfg, "trips", "2019-07") + month_rows(cfg, "quarantine", "2019-07") == ROWS
     # The slot is free again: the next run takes it and writes the month.
     summary = run(cfg, cluster=dask_address)
-    assert summary["stale"] == ["2019-06"]
-    assert summary["results"][0]["ok"]
+    assert summary.stale == ["2019-06"]
+    assert summary.results[0].ok
 
 
 def test_coiled_gets_the_exact_arguments_and_its_token_from_a_secret_block(
@@ -340,15 +342,15 @@ def test_coiled_gets_the_exact_arguments_and_its_token_from_a_secret_block(
             "worker_options": {"nthreads": 1},  # one month at a time per worker, with all of the VM's cores
             "worker_memory": "8GiB",  # small months: the floor
             "software": "taxi-assets-env",
-            "name": f"taxi-assets-{summary['run_id']}",
+            "name": f"taxi-assets-{summary.run_id}",
             "environ": {"PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
         }
     ]
     assert coiled.tokens == [token]  # in dask.config while the cluster starts, never an argument
     assert dask.config.get("coiled.token", None) is None  # and gone afterwards
     assert coiled.instances[0].status == Status.closed
-    assert [r["ok"] for r in summary["results"]] == [True, True]
-    c = summary["cluster"]
+    assert [r.ok for r in summary.results] == [True, True]
+    c = summary.cluster
     assert c["kind"] == "coiled"
     assert c["workers"] == 2
     assert 0 < c["startup_seconds"] <= c["seconds"]

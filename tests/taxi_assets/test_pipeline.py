@@ -34,33 +34,33 @@ def incremental_story(cfg: Settings, storage_options=None) -> None:
     assert states(cfg) == {"2019-02": PartitionState.MISSING, "2019-03": PartitionState.MISSING}
 
     first = run(cfg)
-    assert sorted(first["stale"]) == ["2019-02", "2019-03"]
-    for r in first["results"]:
-        assert r["ok"], r
-        assert r["rows_written"] + r["rows_quarantined"] == r["rows_source"] == 300
-        assert all(c["passed"] for c in r["checks"])
-        assert month_rows(cfg, "trips", r["partition"]) == r["rows_written"]
+    assert sorted(first.stale) == ["2019-02", "2019-03"]
+    for r in first.results:
+        assert r.ok, r
+        assert r.rows_written + r.rows_quarantined == r.rows_source == 300
+        assert all(c["passed"] for c in r.checks)
+        assert month_rows(cfg, "trips", r.partition) == r.rows_written
     assert states(cfg) == {"2019-02": PartitionState.FRESH, "2019-03": PartitionState.FRESH}
-    assert sorted(first["daily_summary"]) == ["2019-02", "2019-03"]  # the downstream asset follows its upstream
+    assert sorted(first.daily_summary) == ["2019-02", "2019-03"]  # the downstream asset follows its upstream
 
     # Unchanged months: fresh, nothing rewritten, no cluster.
     version = table_version(cfg)
     second = run(cfg)
-    assert second["stale"] == []
-    assert second["cluster"] is None
+    assert second.stale == []
+    assert second.cluster is None
     assert table_version(cfg) == version
 
     # A re-published month with new bytes is rebuilt exactly once.
     write_month_file(cfg.source, "2019-03", 350, seed=7, storage_options=storage_options)
     assert states(cfg)["2019-03"] is PartitionState.SOURCE_CHANGED
     third = run(cfg)
-    assert third["stale"] == ["2019-03"]
-    assert third["daily_summary"] == ["2019-03"]  # only the summary whose trips month was rebuilt
-    (result,) = third["results"]
-    assert result["rows_source"] == 350
-    assert month_rows(cfg, "trips", "2019-03") == result["rows_written"]
-    assert month_rows(cfg, "quarantine", "2019-03") == result["rows_quarantined"]
-    assert month_rows(cfg, "trips", "2019-02") == first["results"][0]["rows_written"]
+    assert third.stale == ["2019-03"]
+    assert third.daily_summary == ["2019-03"]  # only the summary whose trips month was rebuilt
+    (result,) = third.results
+    assert result.rows_source == 350
+    assert month_rows(cfg, "trips", "2019-03") == result.rows_written
+    assert month_rows(cfg, "quarantine", "2019-03") == result.rows_quarantined
+    assert month_rows(cfg, "trips", "2019-02") == first.results[0].rows_written
     assert states(cfg) == {"2019-02": PartitionState.FRESH, "2019-03": PartitionState.FRESH}
 
 
@@ -83,9 +83,9 @@ def test_partitions_force_only_the_named_months(tmp_path):
     assert set(plan) == {"2019-03"}
     assert plan["2019-03"].state is PartitionState.FORCED
     summary = run(cfg, partitions=["2019-03"])
-    assert summary["stale"] == ["2019-03"]
+    assert summary.stale == ["2019-03"]
     assert table_version(cfg) == versions + 1  # one trips commit: only that month
-    assert month_rows(cfg, "trips", "2019-03") == summary["results"][0]["rows_written"]
+    assert month_rows(cfg, "trips", "2019-03") == summary.results[0].rows_written
 
 
 def test_a_file_that_is_not_a_month_is_reported_not_loaded(tmp_path):
@@ -98,5 +98,5 @@ def test_a_file_that_is_not_a_month_is_reported_not_loaded(tmp_path):
     skipped = {s.uri.rsplit("/", 1)[-1] for s in plan.listing.skipped}
     assert {"notes.parquet", "fhvhv_tripdata_2019-13.parquet"} <= skipped
     summary = run(cfg)
-    assert summary["stale"] == ["2019-02"]
-    assert summary["results"][0]["ok"]
+    assert summary.stale == ["2019-02"]
+    assert summary.results[0].ok

@@ -130,12 +130,12 @@ def test_a_second_run_over_an_unchanged_adversarial_source_commits_nothing_and_e
     summary = fhvhv_pipeline(source=cfg.source, sink=cfg.sink, cluster=dask_address)  # the flow ends Completed
 
     assert versions(cfg) == before  # not one commit, on any table
-    assert summary["stale"] == []
-    assert summary["failed"] == []
-    assert summary["rejected"] == ["2019-04", "2019-05"]
-    assert summary["unavailable"] == []
-    assert summary["states"] == {"rejected": 2, "fresh": 3}
-    assert summary["cluster"] is None
+    assert summary.stale == []
+    assert summary.failed == []
+    assert summary.rejected == ["2019-04", "2019-05"]
+    assert summary.unavailable == []
+    assert summary.states == {"rejected": 2, "fresh": 3}
+    assert summary.cluster is None
     skipped_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped source files")]
     assert len(skipped_lines) == 1  # 60 files of other datasets: one warning, not 60
     assert "60 files not matching the pattern" in skipped_lines[0]
