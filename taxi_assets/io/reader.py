@@ -157,7 +157,9 @@ class MonthReader:
         offset = 0
         try:
             for batch in read_ahead(decoded, self.read_ahead, name=f"read-{month}"):
-                conformed = conform(batch, self.plan, partition=month, path=uri, dictionary_strings=True)
+                conformed = conform(
+                    batch, self.plan, partition=month, path=uri, dictionary_strings=True, first_row=offset
+                )
                 part = split(conformed.batch, ctx, first_row=offset)
                 offset += batch.num_rows
                 self.stats.rows = offset
