@@ -11,20 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from taxi_assets.model.schema import COLUMNS
+from taxi_assets.model.schema import COLUMNS, NULL_TYPED_COLUMNS
 
 Expect = Literal["none", "all", "some"]
 
-# Columns published with the Arrow `null` type (every value null), per month (spec 1.2).
-NULL_TYPED: Final[dict[str, tuple[str, ...]]] = {
-    "2019-02": ("airport_fee", "wav_match_flag"),
-    "2019-03": ("airport_fee", "wav_match_flag"),
-    "2019-04": ("airport_fee",),
-    "2019-05": ("airport_fee",),
-    "2019-06": ("airport_fee",),
-    "2020-04": ("airport_fee",),
-    "2020-10": ("airport_fee",),
-}
 AIRPORT_FEE_FILLED_FROM: Final = "2022-01"  # filled from 2022 at the latest; all null in 2020-04, 2021-01 (spec 1.2)
 CBD_FEE_FROM: Final = "2025-01"
 # Null by design for part of the trips: Lyft/Via leave these empty (spec 2.1); flags hold ' ' -> null (2.3).
@@ -57,7 +47,7 @@ class Expectation:
 
 def expected_nulls(column: str, month: str) -> Expectation:
     """The expectation for ``column`` in ``month`` (``YYYY-MM``)."""
-    if column in NULL_TYPED.get(month, ()):
+    if column in NULL_TYPED_COLUMNS.get(month, ()):
         return Expectation("all", f"published null-typed in {month}")
     if column == "cbd_congestion_fee":
         if month < CBD_FEE_FROM:

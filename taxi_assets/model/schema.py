@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from types import MappingProxyType
 from typing import Final, Literal
 
 import pyarrow as pa
@@ -37,6 +38,19 @@ Kind = Literal["string", "timestamp", "id", "float", "seconds", "flag"]
 
 SCHEMA_VERSION: Final = "fhvhv-schema-1"  # bump on any change of COLUMNS or the two schemas
 PARTITION_COLUMN: Final = "month"
+# Spec 1.2: months whose published Arrow schema has a `null`-typed column (every value null). The synthetic months
+# publish them so, and the quality report expects those nulls.
+NULL_TYPED_COLUMNS: Final = MappingProxyType(
+    {
+        "2019-02": ("airport_fee", "wav_match_flag"),
+        "2019-03": ("airport_fee", "wav_match_flag"),
+        "2019-04": ("airport_fee",),
+        "2019-05": ("airport_fee",),
+        "2019-06": ("airport_fee",),
+        "2020-04": ("airport_fee",),
+        "2020-10": ("airport_fee",),
+    }
+)
 ZONE_MIN: Final = 1
 ZONE_MAX: Final = 265
 

@@ -14,24 +14,13 @@ import pyarrow as pa
 
 from partitions import keys
 from partitions.errors import InvalidPartitionKey
+from taxi_assets.model.schema import NULL_TYPED_COLUMNS
 
 Era = Literal["A", "B", "C", "D", "E"]
 Layout = Literal["single", "arrow-1Mi", "nonuniform", "daily"]
 
 FIRST_MONTH: Final = "2019-02"  # HVFHS licensing starts; no fhvhv file exists before it
 
-# Spec 1.2: months whose published Arrow schema has a `null`-typed column.
-NULL_TYPED_COLUMNS: Final = MappingProxyType(
-    {
-        "2019-02": ("airport_fee", "wav_match_flag"),
-        "2019-03": ("airport_fee", "wav_match_flag"),
-        "2019-04": ("airport_fee",),
-        "2019-05": ("airport_fee",),
-        "2019-06": ("airport_fee",),
-        "2020-04": ("airport_fee",),
-        "2020-10": ("airport_fee",),
-    }
-)
 STRING_COLUMNS: Final = (
     "hvfhs_license_num",
     "dispatching_base_num",
