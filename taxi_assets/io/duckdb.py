@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 
 from partitions import delta_storage_options, open_table
 from taxi_assets.errors import QueryFailed
+from taxi_assets.io.duckdb_values import register_rows
 from taxi_assets.io.threads import current_thread_share
 
 Access = Literal["delta_scan", "arrow", "empty"]
@@ -168,7 +169,7 @@ def register_table(
     try:
         exists = DeltaTable.is_deltatable(table_uri, storage_options=delta_storage_options(table_uri, opts))
         if not exists:
-            register_arrow(con, name, schema.empty_table())
+            register_rows(con, name, schema, [])  # typed and empty, without Arrow (pandas)
             return "empty"
         keys_given = not table_uri.startswith("s3://") or _has_s3_secret(con)  # else: deltalake's AWS chain
         if access == "auto" and keys_given and _loaded(con, "delta"):
@@ -222,7 +223,7 @@ def register_partition(
     if not plain or (remote and not _loaded(con, "httpfs")):
         return register_table(con, name, table_uri, schema=schema, version=version, storage_options=storage_options)
     if not files:
-        register_arrow(con, name, schema.empty_table())
+        register_rows(con, name, schema, [])  # typed and empty, without Arrow (pandas)
         return "empty"
     columns = [f.name for f in schema if f.name != column]
     found = {

@@ -36,6 +36,11 @@ def sql_type(arrow_type: pa.DataType) -> str:
         return sql_type(arrow_type.value_type)
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return f"{sql_type(arrow_type.value_type)}[]"
+    if pa.types.is_struct(arrow_type):
+        fields = ", ".join(f'"{f.name}" {sql_type(f.type)}' for f in arrow_type)
+        return f"STRUCT({fields})"
     if pa.types.is_decimal(arrow_type):
         return f"DECIMAL({arrow_type.precision}, {arrow_type.scale})"
     try:
