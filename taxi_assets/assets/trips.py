@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
 from deltalake.exceptions import DeltaError
 
-from partitions.delta_log import read_records
+from partitions.delta_log import read_records, read_state
 from partitions.errors import PartitionsError
 from partitions.files import missing_data_files
 from partitions.keys import parse_selection
@@ -25,9 +25,11 @@ from partitions.records import MaterializationRecord, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PartitionState, PlanRow, Verifications, plan
 from taxi_assets.assets.daily_summary import commit_summary
+from taxi_assets.checks.republication import SOURCE_COLUMNS, audit_month, is_republication
 from taxi_assets.checks.store import CheckResult, checks_recorded_by, record_checks
 from taxi_assets.checks.verify import verify_month_checks
 from taxi_assets.errors import CheckFailed, ConfigurationError, MisfiledSource, SourceRejected
+from taxi_assets.io.duckdb import open_connection
 from taxi_assets.io.sink import ROWS_DIGEST, ROWS_DIGEST_BEFORE, Written, write_month
 from taxi_assets.io.sources import list_months, survey_month
 from taxi_assets.model.cleaning import misfiled
@@ -210,7 +212,7 @@ def materialize_month(
     base = _record(source, "success", run_id=run_id, code_version=version, started_at=_now())
     try:
         reject_misfiled(source, cfg)  # before any data file is written
-        written = write_month(source, cfg, base, now=_now)
+        written = write_month(source, cfg, base, now=_now, audit=partial(_audit_republication, source, cfg))
     except SourceRejected as exc:  # the bytes themselves: not retried until the file or the code changes
         _record_failed(source, cfg, run_id=run_id, code_version=version, error=str(exc), status="rejected")
         raise
@@ -232,6 +234,44 @@ def materialize_month(
         summary_error=summary_error,
         commits=written.commits.as_dict(),
     )
+
+
+def _audit_republication(source: SourceFile, cfg: Settings, new_files: Sequence[str]) -> dict[str, str]:
+    """What changed since the month's last success, as record extras, when its source was re-published.
+
+    Only a re-publication pays for it (the month's last success came from other source bytes; a forced re-run
+    of the same bytes or a code change does not): two scans of the month and a join on the identity digest
+    (:mod:`taxi_assets.checks.republication`). The old side is the month as the table holds it now (the last
+    success's rows; the log's newest version, so a log cleanup cannot have removed it). Every month pays one
+    read of the ``trips`` log's records since its state checkpoint to tell. An audit that fails costs a warning
+    and records nothing: it never fails the month.
+    """
+    month = source.partition
+    opts = cfg.storage_options(cfg.trips_uri)
+    try:
+        state = read_state(cfg.trips_uri, storage_options=opts)
+        history = state.histories.get(month)
+        previous = history.latest_success if history else None
+        if previous is None or not is_republication(previous, source.fingerprint):
+            return {}
+        t0 = time.perf_counter()
+        remote = "://" in cfg.trips_uri and not cfg.trips_uri.startswith("file://")
+        with open_connection(storage_options=opts, scope=cfg.sink, extensions=("httpfs",) if remote else ()) as con:
+            audit, columns = audit_month(
+                cfg.trips_uri,
+                month,
+                previous=previous,
+                old_version=state.version,
+                new_files=new_files,
+                source_uri=source.uri,
+                con=con,
+                storage_options=opts,
+            )
+    except Exception as exc:  # the audit only describes the month: whatever breaks here, the month goes on
+        _log.warning("%s: re-publication audit skipped (%s: %s)", month, type(exc).__name__, exc)
+        return {}
+    _log.info("%s: %s (audited in %.1f s)", month, audit.summary(), time.perf_counter() - t0)
+    return {**audit.to_extra(), SOURCE_COLUMNS: columns}
 
 
 def reject_misfiled(source: SourceFile, cfg: Settings) -> None:

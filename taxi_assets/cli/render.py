@@ -14,6 +14,7 @@ from partitions.staleness import PartitionState, PlanRow
 
 if TYPE_CHECKING:  # `sql` imports this module and must not load the assets
     from taxi_assets.assets.trips import MonthResult
+    from taxi_assets.checks.republication import Audit
 
 STATE_STYLE = {
     PartitionState.FRESH: "green",
@@ -38,16 +39,29 @@ def state_counts_line(counts: Mapping[str, int], *, total: int) -> str:
 
 
 def status_rows(rows: Sequence[PlanRow], recorded: Mapping[str, PartitionHistory]) -> list[dict[str, Any]]:
-    """One JSON-ready object per month: the plan row plus what the log recorded for it."""
+    """One JSON-ready object per month: the plan row plus what the log recorded for it.
+
+    ``republished`` is the audit the month's newest success kept when that build was a re-publication of its
+    source (None otherwise); a fresh month's reason ends with its one-line summary. A month stale because its
+    source changed cannot know its delta yet: it shows once the run rebuilt it.
+    """
+    from taxi_assets.checks.republication import (
+        Audit as Recorded,
+    )  # here: `sql` imports this module, and needs no DuckDB audit
+
     out = []
     for r in rows:
         h = recorded.get(r.partition)
         ok = h.latest_success if h else None
+        audit = Recorded.from_extra(ok.extra) if ok else None
+        reason = r.reason
+        if audit is not None and r.state is PartitionState.FRESH:
+            reason = f"{reason}; {audit.summary()}"
         out.append(
             {
                 "partition": r.partition,
                 "state": str(r.state),
-                "reason": r.reason,
+                "reason": reason,
                 "source_fingerprint": r.source_fingerprint,
                 "recorded_fingerprint": r.recorded_fingerprint,
                 "rows": r.rows,
@@ -58,9 +72,29 @@ def status_rows(rows: Sequence[PlanRow], recorded: Mapping[str, PartitionHistory
                 "run_id": ok.run_id if ok else None,
                 "finished_at": ok.finished_at if ok else None,
                 "source_uri": r.source_uri,
+                "republished": _audit_json(audit),
             }
         )
     return out
+
+
+def _audit_json(audit: Audit | None) -> dict[str, Any] | None:
+    """The recorded re-publication audit as numbers and texts (``Audit``; None when there is none)."""
+    if audit is None:
+        return None
+    return {
+        "from_version": audit.from_version,
+        "rows_before": audit.rows_before,
+        "rows_after": audit.rows_after,
+        "row_delta": audit.row_delta,
+        "by_company": audit.by_company,
+        "columns": audit.columns,
+        "trips_new": audit.trips_new,
+        "trips_gone": audit.trips_gone,
+        "trips_new_pct": round(audit.new_share, 2),
+        "trips_gone_pct": round(audit.gone_share, 2),
+        "summary": audit.summary(),
+    }
 
 
 def print_json(obj: object) -> None:

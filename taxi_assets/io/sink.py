@@ -16,7 +16,7 @@ removes. Memory does not grow with the month (``docs/performance.md``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -74,6 +74,7 @@ def write_month(
     *,
     now: Callable[[], str],
     layout: WriteLayout | None = None,
+    audit: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> Written:
     """Read, cast and split the month, write both tables' files, then commit quarantine and trips.
 
@@ -86,6 +87,10 @@ def write_month(
     (:class:`~taxi_assets.assets.daily_summary.StreamSummary`), returned for the caller to commit after ``trips``.
     Without a ``layout``, the encoder threads follow this process's share of the cores
     (:mod:`taxi_assets.io.threads`, applied here unless the caller already did).
+
+    ``audit``, when given, is called with the URIs of the month's new ``trips`` files once they are written and
+    before either commit (so a slow audit does not widen the window between the two commits); what it returns
+    joins the trips record's extras. It must not raise: the caller decides what an audit failure means.
     """
     month = source.partition
     layout = layout or layout_for(ensure_thread_share())
@@ -131,6 +136,8 @@ def write_month(
         if rows_clean + rows_bad != stats.rows:  # split() conserves rows by construction; never commit otherwise
             raise RuntimeError(f"{month}: {stats.rows} rows read but {rows_clean} + {rows_bad} written")
     streamed = time.perf_counter() - t0
+    root = cfg.trips_uri.rstrip("/")
+    audited = dict(audit([f"{root}/{add.path}" for add in t_adds])) if audit is not None else {}
     q_record = replace(record, rows_source=stats.rows, rows_written=rows_bad, finished_at=now())
     commits = CommitStats()
     q_version = commit_files(
@@ -154,6 +161,7 @@ def write_month(
             "fhvhv.quarantined_by_rule": ",".join(f"{k}={v}" for k, v in sorted(stats.quarantined_by_rule.items())),
             "fhvhv.source_row_groups": str(stats.row_groups),
             ROWS_DIGEST: kept.to_text(),
+            **audited,
         },
     )
     t_version = commit_files(
