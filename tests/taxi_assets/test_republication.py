@@ -16,6 +16,8 @@ from deltalake import DeltaTable
 
 from partitions.delta_log import read_records
 from partitions.records import MaterializationRecord
+from taxi_assets.analysts.audit import audit_republications
+from taxi_assets.analysts.health import publication_history
 from taxi_assets.checks.republication import (
     PREFIX,
     SOURCE_COLUMNS,
@@ -125,6 +127,17 @@ def test_a_republished_month_keeps_what_changed_and_status_shows_it(dirs, tmp_pa
     again = status(capsys)
     assert again["republished"] is None
     assert "re-published" not in again["reason"]
+
+    # The report reads the recorded audit instead of time travel; the re-run has none, so it is compared.
+    history = publication_history(str(sink / "trips"))
+    republished, rerun_row = audit_republications(str(sink / "trips"), history)
+    assert republished["audit"] == "recorded"
+    assert republished["versions"] == f"{first.version} -> {record.version}"
+    assert (republished["row delta"], republished["gone trips"]) == (delta, 0)
+    assert republished["columns"] == "source +survey_flag"
+    assert rerun_row["audit"] == "time travel"
+    assert (rerun_row["row delta"], rerun_row["new trips"], rerun_row["gone trips"]) == (0, 0, 0)
+    assert rerun_row["columns"] == "same columns"  # the record kept the extra column, and so did the re-run's
 
 
 def test_an_audit_that_fails_leaves_the_month_written_without_one(dirs, tmp_path, capsys, caplog):
