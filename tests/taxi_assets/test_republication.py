@@ -15,6 +15,7 @@ import pytest
 from deltalake import DeltaTable
 
 from partitions.delta_log import read_records
+from partitions.listing import filesystem_for
 from partitions.records import MaterializationRecord
 from taxi_assets.analysts.audit import audit_republications
 from taxi_assets.analysts.health import publication_history
@@ -28,6 +29,7 @@ from taxi_assets.checks.republication import (
 )
 from taxi_assets.cli.main import main
 from taxi_assets.model.daily_aggregation import COMPANIES
+from taxi_assets.settings import Settings
 from taxi_assets.synth import write_month_file
 
 MONTH = "2019-03"
@@ -155,6 +157,32 @@ def test_an_audit_that_fails_leaves_the_month_written_without_one(dirs, tmp_path
     assert record.rows_source == 450
     assert not any(k.startswith(PREFIX) for k in record.extra)
     assert status(capsys)["republished"] is None
+
+
+def test_a_republication_on_s3_is_audited_through_the_store(s3_env, s3_bucket, tmp_path, monkeypatch):
+    """The new files are read back from the store before the commit (httpfs, the S3 secret from AWS_*)."""
+    cfg = Settings.resolve(source=f"s3://{s3_bucket}/source", sink=f"s3://{s3_bucket}/warehouse")
+    monkeypatch.setenv("TAXI_ASSETS_SOURCE", cfg.source)
+    monkeypatch.setenv("TAXI_ASSETS_SINK", cfg.sink)
+    local = tmp_path / "source"
+    write_month_file(str(local), MONTH, 300, seed=1)
+    name = f"fhvhv_tripdata_{MONTH}.parquet"
+    fs, root = filesystem_for(cfg.source, cfg.storage_options(cfg.source))
+    opts = cfg.storage_options(cfg.trips_uri)
+    pq.write_table(pq.read_table(local / name), f"{root}/{name}", filesystem=fs)
+    materialize()
+    first = read_records(cfg.trips_uri, storage_options=opts)[MONTH].latest_success
+    republish_with_more_trips(local, tmp_path)
+    pq.write_table(pq.read_table(local / name), f"{root}/{name}", filesystem=fs)
+    materialize()
+    record = read_records(cfg.trips_uri, storage_options=opts)[MONTH].latest_success
+    assert first is not None
+    assert record is not None
+    audit = Audit.from_extra(record.extra)
+    assert audit is not None, record.extra
+    assert (audit.rows_before, audit.rows_after) == (first.rows_written, record.rows_written)
+    assert (audit.trips_new, audit.trips_gone) == (record.rows_written - first.rows_written, 0)
+    assert audit.columns == "source +survey_flag"
 
 
 def test_only_other_source_bytes_make_a_republication():
