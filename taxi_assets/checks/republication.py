@@ -30,11 +30,15 @@ from taxi_assets.io.duckdb import register_partition
 from taxi_assets.model.daily_aggregation import COMPANIES
 from taxi_assets.model.row_digest import row_hash_sql
 from taxi_assets.model.schema import PARTITION_COLUMN, trips_schema
+from taxi_assets.model.source_columns import (
+    SOURCE_COLUMNS,
+    columns_of,
+    format_source_columns,
+    parse_source_columns,
+)
 
 PREFIX: Final = "fhvhv.republished."  # record extras of a re-publication's success record
 EXTRA_COLUMNS: Final = "fhvhv.extra_columns"  # every trips success: the source's non-canonical columns
-SOURCE_COLUMNS: Final = "fhvhv.source_columns"  # a re-publication's success: every source column with its type
-_SEP: Final = "|"  # between columns of SOURCE_COLUMNS (Arrow type names hold commas)
 
 
 def is_republication(previous: MaterializationRecord | None, fingerprint: str) -> bool:
@@ -223,20 +227,7 @@ def source_columns(uri: str, storage_options: Mapping[str, str] | None = None) -
     fs, path = filesystem_for(uri, storage_options)
     with fs.open_input_file(path) as handle:
         schema: pa.Schema = pq.read_schema(handle)
-    return {f.name: str(f.type) for f in schema}
-
-
-def format_source_columns(columns: Mapping[str, str]) -> str:
-    return _SEP.join(f"{name}:{kind}" for name, kind in columns.items())
-
-
-def parse_source_columns(text: str) -> dict[str, str]:
-    out = {}
-    for item in text.split(_SEP) if text else ():
-        name, _, kind = item.partition(":")
-        if name:
-            out[name] = kind
-    return out
+    return columns_of(schema)
 
 
 def _pct(value: float) -> str:

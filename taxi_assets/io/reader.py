@@ -42,6 +42,7 @@ from taxi_assets.errors import SourceRejected, SourceUnavailable, UnreadableSour
 from taxi_assets.model.casts import ColumnPlan, conform, plan_columns
 from taxi_assets.model.cleaning import Split, context_for, split
 from taxi_assets.model.schema import COLUMNS
+from taxi_assets.model.source_columns import columns_of
 
 BATCH_ROWS: Final = 262_144
 READ_BUFFER: Final = 1 << 20
@@ -64,6 +65,7 @@ class ReadStats:
     batches: int = 0
     quarantined: int = 0
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    source_columns: dict[str, str] = field(default_factory=dict)  # the file's columns and Arrow types, as published
 
 
 class MonthReader:
@@ -101,6 +103,7 @@ class MonthReader:
             raise UnreadableSource(
                 month, uri, f"not a readable parquet file ({_short(exc)})", "replace the file at the source"
             ) from exc
+        self.stats.source_columns = columns_of(probe.schema_arrow)
         try:
             self.plan = plan_columns(probe.schema_arrow, partition=month, path=uri)
         except BaseException:

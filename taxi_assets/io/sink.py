@@ -32,6 +32,7 @@ from taxi_assets.io.writer_pool import PartitionWriter
 from taxi_assets.model.daily_aggregation import StreamSummary
 from taxi_assets.model.row_digest import RowsDigest, StreamDigest
 from taxi_assets.model.schema import PARTITION_COLUMN, quarantine_schema, trips_batch_schema, trips_schema
+from taxi_assets.model.source_columns import SOURCE_COLUMNS, format_source_columns
 from taxi_assets.settings import Settings
 
 DEFAULT_LAYOUT: Final = WriteLayout()  # 2 encoder threads: what layout_for gives a 2-core share
@@ -161,6 +162,7 @@ def write_month(
             "fhvhv.quarantined_by_rule": ",".join(f"{k}={v}" for k, v in sorted(stats.quarantined_by_rule.items())),
             "fhvhv.source_row_groups": str(stats.row_groups),
             ROWS_DIGEST: kept.to_text(),
+            SOURCE_COLUMNS: format_source_columns(stats.source_columns),  # for the next re-publication's audit
             **audited,
         },
     )

@@ -208,3 +208,23 @@ def test_column_changes_name_added_removed_and_retyped_columns():
 
 def _licence(name: str) -> str:
     return {v: k for k, v in COMPANIES.items()}.get(name, name)
+
+
+def test_every_build_keeps_its_source_columns_so_a_later_retype_is_named(dirs, tmp_path):
+    """The first build records the file's columns too (from the reader's footer), so a re-publication that only
+    changes a column's type is told apart from one that adds or drops columns."""
+    source, sink = dirs
+    write_month_file(str(source), MONTH, 400, seed=1)
+    materialize()
+    first = newest_success(sink)
+    path = source / f"fhvhv_tripdata_{MONTH}.parquet"
+    assert parse_source_columns(first.extra[SOURCE_COLUMNS]) == {f.name: str(f.type) for f in pq.read_schema(path)}
+
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("trip_miles")
+    pq.write_table(table.set_column(i, "trip_miles", table.column("trip_miles").cast(pa.float32())), path)
+    materialize()
+    audit = Audit.from_extra(newest_success(sink).extra)
+    assert audit is not None
+    assert "trip_miles" in audit.columns
+    assert "float" in audit.columns  # the new type is named
