@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the Delta log records for every month")
     _add_io(p)
     p.add_argument("--json", action="store_true", help="a JSON list, one object per month")
+    p.add_argument("--deep", action="store_true", help="also check that the data files the log references exist")
     p.set_defaults(handler="taxi_assets.cli.pipeline:cmd_status")
 
     p = sub.add_parser("run", help="plan, then materialize and verify the stale months (Prefect flow on Dask)")

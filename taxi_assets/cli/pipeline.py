@@ -62,7 +62,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """What the log records per month; ``--deep`` also checks that the data files it references still exist."""
     cfg = _settings(args)
-    plan = plan_months(cfg, deep=bool(getattr(args, "deep", False)))
+    plan = plan_months(cfg, deep=args.deep)
     rows = status_rows(plan.rows, read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)))
     if args.json:
         print_json(rows)

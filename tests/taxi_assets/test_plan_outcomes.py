@@ -6,8 +6,8 @@ HTTP source a real HTTP server over a directory with scripted faults (``tests/pa
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -23,7 +23,6 @@ from deltalake import DeltaTable
 from partitions.staleness import PartitionState
 from taxi_assets.assets.trips import plan_months
 from taxi_assets.cli.main import main
-from taxi_assets.cli.pipeline import cmd_status
 from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.orchestration.flows import fhvhv_pipeline
 from taxi_assets.settings import Settings
@@ -287,9 +286,8 @@ def test_status_deep_finds_data_files_the_log_references_that_are_gone(tmp_path,
 
     assert states(cfg) == {"2019-02": PartitionState.FRESH, "2019-03": PartitionState.FRESH}  # the log alone
     capsys.readouterr()
-    args = argparse.Namespace(source=cfg.source, sink=cfg.sink, json=True, deep=True)
-    assert cmd_status(args) == 0
-    rows = {r["partition"]: r for r in __import__("json").loads(capsys.readouterr().out)}
+    assert main(["status", "--deep", "--json", "--source", cfg.source, "--sink", cfg.sink]) == 0
+    rows = {r["partition"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["2019-02"]["state"] == "fresh"
     assert rows["2019-03"]["state"] == "failed"
     assert rows["2019-03"]["reason"] == (
