@@ -232,11 +232,13 @@ class _Heartbeat(threading.Thread):
                     log.warning("%s: lease renewal failed (%s); Delta still refuses racing commits", self.limit, exc)
                 try:
                     current = _read_holder(client, self.limit)
-                    if current is not None and current.token != self.holder.token:
-                        log.warning("%s: another run took this month as dead: %s", self.limit, current.describe())
-                        continue
+                    if current is None or current.token != self.holder.token:  # only a breaker removes our record
+                        taker = current.describe() if current else "a run that judged this one dead"
+                        log.warning("%s: the month's guard was released by %s; Delta still refuses racing commits",
+                                    self.limit, taker)  # fmt: skip
+                        return
                     self.holder = Holder(**{**asdict(self.holder), "beat": time.time()})
-                    _write_holder(client, self.limit, self.holder)
+                    client.update_variable(VariableUpdate(name=self.limit + HOLDER_SUFFIX, value=asdict(self.holder)))
                 except httpx.HTTPError as exc:
                     log.warning("%s: heartbeat not recorded (%s)", self.limit, exc)
 

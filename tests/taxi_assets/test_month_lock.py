@@ -145,6 +145,43 @@ def test_a_holder_on_another_host_is_dead_when_its_heartbeat_stops(limit: str) -
     assert active_slots(limit) == 0
 
 
+HOLD_ELSEWHERE = """
+import socket, sys, time
+socket.gethostname = lambda: "another-host"  # a holder on another machine: judged by its heartbeat alone
+from taxi_assets.orchestration.month_lock import hold_month
+with hold_month(sys.argv[1], partition="2019-04", run_id="remote-run", timeout_seconds=60, heartbeat_seconds=0.5):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_holder_on_another_host_whose_heartbeat_moves_is_alive(api_url: str, limit: str) -> None:
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_ELSEWHERE, limit],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        first = holder_record(limit)
+        with pytest.raises(MonthBusy, match=r"held by run remote-run \(pid \d+ on another-host"):
+            with hold_month(limit, partition="2019-04", run_id="me", timeout_seconds=12, stale_after=8):
+                pytest.fail("a live remote holder was judged dead")
+        last = holder_record(limit)
+        assert first is not None
+        assert last is not None
+        assert last.token == first.token
+        assert last.beat > first.beat  # it kept beating: 12 s of waiting never saw 8 s of silence
+        assert active_slots(limit) == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 def test_a_dead_holder_is_released_once_even_by_two_waiters(limit: str) -> None:
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
