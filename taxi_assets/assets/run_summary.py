@@ -72,5 +72,5 @@ class RunSummary:
         return total
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (``--json``, artifacts); the derived ``commits`` totals included."""
-        return {**asdict(self), "commits": self.commits}
+        """Plain JSON-able data (``--json``, artifacts); the derived ``written`` and ``commits`` included."""
+        return {**asdict(self), "written": self.written, "commits": self.commits}
