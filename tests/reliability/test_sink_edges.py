@@ -26,7 +26,11 @@ MONTH = "2019-04"
 ROWS = 20_000  # data files of ~1 MiB: over the limits below, while a Delta log entry stays far under them
 
 
-def cli(*args: str, limit_bytes: int | None = None, wrap: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cache: Path, limit_bytes: int | None = None, wrap: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``taxi-assets ARGS`` in a subprocess, with its own fingerprint cache (``cache``: the user's may be large)."""
+
     def lower_file_size() -> None:
         if limit_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
@@ -37,6 +41,7 @@ def cli(*args: str, limit_bytes: int | None = None, wrap: list[str] | None = Non
         text=True,
         timeout=600,
         preexec_fn=lower_file_size,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
     )
 
 
@@ -98,7 +103,10 @@ def test_a_full_disk_half_way_through_a_month_is_exit_9_and_the_previous_version
     source: Path, built: Path, figure
 ) -> None:
     before = snapshot(built)
-    done = cli("materialize", "--partition", MONTH, "--source", str(source), "--sink", str(built), limit_bytes=256_000)
+    done = cli(
+        "materialize", "--partition", MONTH, "--source", str(source), "--sink", str(built),
+        cache=built.parent / "cache", limit_bytes=256_000,
+    )  # fmt: skip
     figure("sink_edge", case="file-size limit", exit=done.returncode)
     assert done.returncode == 9, done.stderr[-3000:]
     line = one_line(done.stderr)
@@ -129,7 +137,7 @@ def test_a_really_full_file_system_is_exit_9(source: Path, tmp_path: Path, figur
     sink = target / "warehouse"
     done = cli(
         "materialize", "--partition", MONTH, "--source", str(source), "--sink", str(sink),
-        wrap=in_private_mount("size=256k", target),
+        cache=tmp_path / "cache", wrap=in_private_mount("size=256k", target),
     )  # fmt: skip
     figure("sink_edge", case="256 KiB tmpfs", exit=done.returncode)
     assert done.returncode == 9, done.stderr[-3000:]
@@ -148,7 +156,10 @@ def test_a_read_only_sink_is_exit_2_and_keeps_its_version(source: Path, built: P
     else:
         pytest.skip("running as root without a private mount namespace: no way to make a directory read-only")
     try:
-        done = cli("materialize", "--partition", MONTH, "--source", str(source), "--sink", str(built), wrap=wrap)
+        done = cli(
+            "materialize", "--partition", MONTH, "--source", str(source), "--sink", str(built),
+            cache=built.parent / "cache", wrap=wrap,
+        )  # fmt: skip
     finally:
         for p in restore:
             p.chmod(0o755)
