@@ -66,3 +66,14 @@ def dask_address(prefect_api: str) -> Iterator[str]:
         env={"PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
     ) as cluster:
         yield cluster.scheduler_address
+
+
+# Fixtures that start a server or a cluster: a test using one is an integration test, marked or not, so that
+# `pytest -m "not integration"` starts no moto, Prefect API or Dask cluster.
+_SERVER_FIXTURES = frozenset({"s3_server", "s3_bucket", "s3_env", "prefect_api", "dask_address", "local_clusters"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -98,6 +98,7 @@ def test_one_local_month_gets_an_in_process_worker() -> None:
     assert "one month: an in-process worker" in spec.reason
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_an_in_process_worker_gets_no_env_it_shares_this_process() -> None:
     recorder = Recorder()
     spec = choose_cluster("local", month_sizes=[SMALL], cores=2, memory_bytes=8 * GiB)
@@ -170,6 +171,7 @@ def test_nothing_stale_or_an_unknown_setting_is_refused() -> None:
         choose_cluster("kubernetes", month_sizes=[SMALL])
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_the_coiled_arguments_are_parameters_of_the_real_coiled_cluster() -> None:
     """An upgrade of coiled that renames or drops one of our arguments fails here, not in a billed run."""
     import coiled
@@ -276,6 +278,7 @@ def test_start_cluster_refuses_coiled_without_a_token_before_creating_anything(n
 # -- starting and closing ------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_a_local_cluster_runs_for_the_block_then_closes() -> None:
     recorder = Recorder()
     spec = ClusterSpec(kind="local", n_workers=1, kwargs={"n_workers": 1})
@@ -292,6 +295,7 @@ def test_a_local_cluster_runs_for_the_block_then_closes() -> None:
     assert 0 < summary["startup_seconds"] <= summary["seconds"]
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_the_cluster_is_closed_when_the_run_fails() -> None:
     recorder = Recorder()
     spec = ClusterSpec(kind="local", n_workers=1, kwargs={"n_workers": 1})
@@ -303,6 +307,7 @@ def test_the_cluster_is_closed_when_the_run_fails() -> None:
     assert running.seconds is not None
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_coiled_gets_worker_env_as_environ_secrets_privately_and_the_token_only_in_config() -> None:
     recorder = Recorder()
     spec = choose_cluster("coiled", month_sizes=[SMALL])
@@ -327,6 +332,7 @@ def test_coiled_gets_worker_env_as_environ_secrets_privately_and_the_token_only_
     assert summary["worker_seconds"] == summary["seconds"]  # one worker
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_an_address_is_connected_to_never_created_or_closed() -> None:
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as existing:
         spec = choose_cluster(existing.scheduler_address, month_sizes=[SMALL])
@@ -337,6 +343,7 @@ def test_an_address_is_connected_to_never_created_or_closed() -> None:
         assert running.summary()["workers"] == 0
 
 
+@pytest.mark.integration  # a real Dask cluster
 def test_the_task_runner_keeps_address_and_security_through_prefects_duplicate() -> None:
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as c:
         spec = ClusterSpec(kind="local", kwargs={})
