@@ -60,7 +60,8 @@ class RunSummary:
 
     @property
     def written(self) -> list[str]:
-        return [r.partition for r in self.results if r.ok]
+        """Months this run committed (not those another run built meanwhile from the same bytes)."""
+        return [r.partition for r in self.results if r.ok and not r.built_by]
 
     @property
     def commits(self) -> dict[str, float]:

@@ -188,6 +188,7 @@ class MonthResult:
     summary_version: int | None = None  # the daily_summary commit of the month, None when it did not land
     summary_error: str = ""  # why it did not: the month is fine, the run's daily-summary step rebuilds it
     commits: dict[str, int | float] = field(default_factory=dict)  # CommitStats.as_dict() of its sink commits
+    built_by: str = ""  # another run's id when that run built this month from the same bytes while this one waited
 
 
 def _now() -> str:
@@ -347,6 +348,38 @@ def verify_month(
     )
     record_checks(cfg.checks_uri, checks, storage_options=cfg.storage_options(cfg.checks_uri), stats=stats)
     return checks
+
+
+def built_meanwhile(
+    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str, since: str
+) -> MonthResult | None:
+    """The month as another run built it after ``since`` (this run's plan) from the same bytes and code, if it did.
+
+    Two runs that start together plan the same stale months; the month guard lets one build a month while the
+    other waits. Without this check the waiter then rebuilt the month from the same bytes: a wasted write, and a
+    ``plan`` taken when the first run exits could read the month between the second's two commits. Asked after
+    the guard is taken; a month whose newest record is a failure, or built before ``since``, is built again.
+    """
+    history = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)).get(source.partition)
+    done = history.latest_success if history is not None and history.latest_failure is None else None
+    if (
+        done is None
+        or done.run_id == run_id
+        or done.source_fingerprint != source.fingerprint
+        or done.code_version != code_version
+        or not done.started_at
+        or done.started_at <= since
+    ):
+        return None
+    return MonthResult(
+        partition=source.partition,
+        ok=True,
+        rows_source=done.rows_source or 0,
+        rows_written=done.rows_written,
+        rows_quarantined=done.rows_quarantined or 0,
+        trips_version=done.version,
+        built_by=done.run_id,
+    )
 
 
 def run_month(source: SourceFile, cfg: Settings, *, run_id: str, code_version: str | None = None) -> MonthResult:

@@ -141,7 +141,7 @@ def results_table(results: Sequence[MonthResult]) -> Table:
             _num(r.rows_quarantined),
             f"{r.seconds:.1f}",
             f"{passed}/{len(r.checks)} passed" if r.checks else "-",
-            r.error[:160],
+            (r.error or (f"built meanwhile by run {r.built_by}" if r.built_by else ""))[:160],
         )
     return table
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +40,15 @@ from partitions.source import SourceFile
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.assets.run_summary import RunSummary
-from taxi_assets.assets.trips import MonthPlan, MonthResult, new_run_id, nothing_stale_line, plan_months, run_month
+from taxi_assets.assets.trips import (
+    MonthPlan,
+    MonthResult,
+    built_meanwhile,
+    new_run_id,
+    nothing_stale_line,
+    plan_months,
+    run_month,
+)
 from taxi_assets.assets.zones import materialize_zones, zones_uri
 from taxi_assets.errors import ConfigurationError, PartitionsFailed
 from taxi_assets.model.intents import Intent
@@ -132,7 +141,9 @@ def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) ->
     return plan_months(cfg, intent=intent, partitions=partitions)
 
 
-def _materialize_one(source: SourceFile, cfg: Settings, run_id: str, code_version: str) -> MonthResult:
+def _materialize_one(
+    source: SourceFile, cfg: Settings, run_id: str, code_version: str, planned_at: str = ""
+) -> MonthResult:
     """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
     apply_worker_thread_share()  # Arrow, DuckDB and the encoders sized to this worker's share of the cores
     with hold_month(
@@ -141,6 +152,10 @@ def _materialize_one(source: SourceFile, cfg: Settings, run_id: str, code_versio
         run_id=run_id,
         timeout_seconds=cfg.lock_timeout_seconds,
     ):  # waits for a live holder, releases a dead one; MonthBusy names the holder when the wait ends
+        meanwhile = built_meanwhile(source, cfg, run_id=run_id, code_version=code_version, since=planned_at)
+        if meanwhile is not None:  # a run that started with this one built it while we waited: same bytes, code
+            get_run_logger().info("%s: built meanwhile by run %s; not rebuilt", source.partition, meanwhile.built_by)
+            return meanwhile
         result = run_month(source, cfg, run_id=run_id, code_version=code_version)
     common = {"partition": result.partition, "run_id": run_id, "code_version": code_version, "source": source.uri}
     add_asset_metadata(
@@ -187,8 +202,12 @@ def materialize_months(
     sink: str | None = None,
     aws_block: str | None = None,
     source_anonymous: bool | None = None,
+    planned_at: str = "",
 ) -> list[MonthResult]:
     """One task per month on this flow's Dask task runner; a failed month fails only itself.
+
+    ``planned_at`` (ISO, UTC) is when the run planned: a month another run builds from the same bytes after it is
+    not built again (:func:`taxi_assets.assets.trips.built_meanwhile`).
 
     Returns a result per month in the order of ``files``; failed months have ``ok=False`` and the cause in
     ``error``. Credentials are resolved again here (the same precedence), never passed as parameters.
@@ -197,7 +216,7 @@ def materialize_months(
         source=source, sink=sink, cluster=None, aws_block=aws_block, source_anonymous=source_anonymous
     )
     progress.months_started([f.partition for f in files])
-    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version) for f in files]
+    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version, planned_at) for f in files]
     month_of = {id(fut): f.partition for f, fut in zip(files, futures, strict=True)}
     for done in as_completed(futures):
         done.wait()  # keeps the task's final state on the future (else `state` asks the API, which may lag)
@@ -432,6 +451,7 @@ def fhvhv_pipeline(
             failed ones. Rejected months alone do not fail a run: it commits nothing and says so.
     """
     t0 = time.perf_counter()
+    planned_at = datetime.now(UTC).isoformat(timespec="milliseconds")  # as the month records write their times
     logger = get_run_logger()
     cfg = resolve_settings(
         source=source, sink=sink, cluster=cluster, aws_block=aws_block, source_anonymous=source_anonymous
@@ -492,6 +512,7 @@ def fhvhv_pipeline(
             sink=cfg.sink,
             aws_block=cfg.aws_block,
             source_anonymous=cfg.source_anonymous,
+            planned_at=planned_at,
         )
     summary.cluster = running.summary()
     if spec.kind != "address":
