@@ -351,25 +351,25 @@ def verify_month(
 
 
 def built_meanwhile(
-    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str, since: str
+    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str, seen_run_id: str | None
 ) -> MonthResult | None:
-    """The month as another run committed it after ``since`` (this run's plan) from the same bytes and code, if so.
+    """The month as another run committed it since this run's plan from the same bytes and code, if so.
 
     Two runs that start together plan the same stale months; the month guard lets one build a month while the
     other waits. Without this check the waiter then rebuilt the month from the same bytes: a wasted write, and a
     ``plan`` taken when the first run exits could read the month between the second's two commits. Asked after
-    the guard is taken; a month whose newest record is a failure, or committed before ``since`` (so the plan saw
-    it, and still chose it: forced), is built again.
+    the guard is taken. ``seen_run_id`` is the run of the month's newest record when this run planned (None: no
+    record): a success by another run since then (no failure after it) is the month built meanwhile. A forced
+    month whose newest success is still the one the plan saw is built again. (Not a time comparison: a record's
+    time is stamped before its commit lands, which under load can be seconds later.)
     """
     history = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)).get(source.partition)
     done = history.latest_success if history is not None and history.latest_failure is None else None
     if (
         done is None
-        or done.run_id == run_id
+        or done.run_id in (run_id, seen_run_id)
         or done.source_fingerprint != source.fingerprint
         or done.code_version != code_version
-        or not done.finished_at
-        or done.finished_at <= since  # committed before we planned: the plan saw it (a forced month is rebuilt)
     ):
         return None
     return MonthResult(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -142,7 +141,7 @@ def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) ->
 
 
 def _materialize_one(
-    source: SourceFile, cfg: Settings, run_id: str, code_version: str, planned_at: str = ""
+    source: SourceFile, cfg: Settings, run_id: str, code_version: str, seen_run_id: str | None = None
 ) -> MonthResult:
     """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
     apply_worker_thread_share()  # Arrow, DuckDB and the encoders sized to this worker's share of the cores
@@ -152,7 +151,7 @@ def _materialize_one(
         run_id=run_id,
         timeout_seconds=cfg.lock_timeout_seconds,
     ):  # waits for a live holder, releases a dead one; MonthBusy names the holder when the wait ends
-        meanwhile = built_meanwhile(source, cfg, run_id=run_id, code_version=code_version, since=planned_at)
+        meanwhile = built_meanwhile(source, cfg, run_id=run_id, code_version=code_version, seen_run_id=seen_run_id)
         if meanwhile is not None:  # a run that started with this one built it while we waited: same bytes, code
             get_run_logger().info("%s: built meanwhile by run %s; not rebuilt", source.partition, meanwhile.built_by)
             return meanwhile
@@ -202,12 +201,12 @@ def materialize_months(
     sink: str | None = None,
     aws_block: str | None = None,
     source_anonymous: bool | None = None,
-    planned_at: str = "",
+    seen: dict[str, str | None] | None = None,
 ) -> list[MonthResult]:
     """One task per month on this flow's Dask task runner; a failed month fails only itself.
 
-    ``planned_at`` (ISO, UTC) is when the run planned: a month another run builds from the same bytes after it is
-    not built again (:func:`taxi_assets.assets.trips.built_meanwhile`).
+    ``seen`` maps each month to the run of its newest record when the run planned: a month another run builds from
+    the same bytes after that is not built again (:func:`taxi_assets.assets.trips.built_meanwhile`).
 
     Returns a result per month in the order of ``files``; failed months have ``ok=False`` and the cause in
     ``error``. Credentials are resolved again here (the same precedence), never passed as parameters.
@@ -216,7 +215,8 @@ def materialize_months(
         source=source, sink=sink, cluster=None, aws_block=aws_block, source_anonymous=source_anonymous
     )
     progress.months_started([f.partition for f in files])
-    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version, planned_at) for f in files]
+    seen = seen or {}
+    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version, seen.get(f.partition)) for f in files]
     month_of = {id(fut): f.partition for f, fut in zip(files, futures, strict=True)}
     for done in as_completed(futures):
         done.wait()  # keeps the task's final state on the future (else `state` asks the API, which may lag)
@@ -451,7 +451,6 @@ def fhvhv_pipeline(
             failed ones. Rejected months alone do not fail a run: it commits nothing and says so.
     """
     t0 = time.perf_counter()
-    planned_at = datetime.now(UTC).isoformat(timespec="milliseconds")  # as the month records write their times
     logger = get_run_logger()
     cfg = resolve_settings(
         source=source, sink=sink, cluster=cluster, aws_block=aws_block, source_anonymous=source_anonymous
@@ -512,7 +511,7 @@ def fhvhv_pipeline(
             sink=cfg.sink,
             aws_block=cfg.aws_block,
             source_anonymous=cfg.source_anonymous,
-            planned_at=planned_at,
+            seen={r.partition: r.last_run_id for r in stale},
         )
     summary.cluster = running.summary()
     if spec.kind != "address":

@@ -1,10 +1,8 @@
 """Two runs that plan the same stale month: the one that waited for the month guard does not build it again when
-the other built it from the same bytes and code after the waiter planned (issue 17.5's race: a `plan` taken as the
+the other built it from the same bytes and code since the waiter planned (issue 17.5's race: a `plan` taken as the
 first run exits could land between the second's two commits of a month it was rewriting for nothing)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 from builders import local_settings, write_months
@@ -16,22 +14,19 @@ from taxi_assets.model.code_version import trips_code_version
 MONTH = "2019-02"
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
-
-
-def test_a_month_another_run_built_after_our_plan_from_the_same_bytes_is_not_built_again(tmp_path):
+def test_a_month_another_run_built_since_our_plan_from_the_same_bytes_is_not_built_again(tmp_path):
     cfg = local_settings(tmp_path)
     write_months(cfg.source, [MONTH], rows=300)
     plan = plan_months(cfg)
+    (row,) = plan.rows
+    assert row.last_run_id is None  # what our plan saw: no record yet
     source = plan.listing.files[MONTH]
     version = trips_code_version()
-    our_plan = iso(datetime.now(UTC) - timedelta(seconds=1))  # we planned, then waited for the guard
 
-    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, since=our_plan) is None  # not built
+    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=None) is None
     other = run_month(source, cfg, run_id=new_run_id(), code_version=version)  # the other run builds it
 
-    found = built_meanwhile(source, cfg, run_id="ours", code_version=version, since=our_plan)
+    found = built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=row.last_run_id)
     assert found is not None
     assert found.ok
     assert (found.rows_written, found.rows_quarantined, found.trips_version) == (
@@ -44,9 +39,10 @@ def test_a_month_another_run_built_after_our_plan_from_the_same_bytes_is_not_bui
     summary.results = [found]
     assert summary.written == []  # not ours to verify: its checks are the other run's
 
-    later = iso(datetime.now(UTC) + timedelta(seconds=1))  # built before we planned: a forced run rebuilds it
-    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, since=later) is None
-    assert built_meanwhile(source, cfg, run_id="ours", code_version="another code", since=our_plan) is None
+    (forced,) = plan_months(cfg, partitions=[MONTH]).rows  # a forced plan sees the other run's success ...
+    assert forced.last_run_id == found.built_by
+    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=forced.last_run_id) is None
+    assert built_meanwhile(source, cfg, run_id="ours", code_version="another code", seen_run_id=None) is None
 
 
 def test_other_bytes_are_built_again(tmp_path):
@@ -54,11 +50,9 @@ def test_other_bytes_are_built_again(tmp_path):
     write_months(cfg.source, [MONTH], rows=300)
     source = plan_months(cfg).listing.files[MONTH]
     version = trips_code_version()
-    our_plan = iso(datetime.now(UTC) - timedelta(seconds=1))
     run_month(source, cfg, run_id=new_run_id(), code_version=version)
     path = f"{cfg.source}/fhvhv_tripdata_{MONTH}.parquet"
-    table = pq.read_table(path)
-    pq.write_table(table.slice(0, 200), path)  # re-published while we waited
+    pq.write_table(pq.read_table(path).slice(0, 200), path)  # re-published while we waited
     changed = plan_months(cfg).listing.files[MONTH]
     assert changed.fingerprint != source.fingerprint
-    assert built_meanwhile(changed, cfg, run_id="ours", code_version=version, since=our_plan) is None
+    assert built_meanwhile(changed, cfg, run_id="ours", code_version=version, seen_run_id=None) is None
