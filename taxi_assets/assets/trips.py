@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -119,24 +119,48 @@ def plan_months(
     elif selected:
         only = selected
     version = trips_code_version()
-    checks_opts = cfg.storage_options(cfg.checks_uri)
-    rows = plan(
+    rows = _judge_months(
+        cfg,
         listing.files,
-        read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
         code_version=version,
         force=force,
-        companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
         only=only,
         source_problems=listing.problems(),
         unavailable=listing.unavailable,
         missing_files=_missing_files(cfg, selected or None) if deep else None,
+    )
+    return MonthPlan(rows=rows, listing=listing, code_version=version)
+
+
+def _judge_months(
+    cfg: Settings,
+    files: Mapping[str, SourceFile],
+    *,
+    code_version: str,
+    force: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+    source_problems: Mapping[str, str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    missing_files: Mapping[str, Sequence[str]] | None = None,
+) -> list[PlanRow]:
+    """The planner over the sink's three logs as they are now: trips, its quarantine companion, the checks."""
+    checks_opts = cfg.storage_options(cfg.checks_uri)
+    return plan(
+        files,
+        read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
+        code_version=code_version,
+        force=force,
+        companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
+        only=only,
+        source_problems=source_problems,
+        unavailable=unavailable,
+        missing_files=missing_files,
         verifications=Verifications(
             read_records(cfg.checks_uri, storage_options=checks_opts),
             required=_promises_checks,
             attested_by=partial(checks_recorded_by, cfg.checks_uri, storage_options=checks_opts),
         ),
     )
-    return MonthPlan(rows=rows, listing=listing, code_version=version)
 
 
 def _missing_files(cfg: Settings, months: list[str] | None) -> dict[str, list[str]]:
@@ -351,27 +375,46 @@ def verify_month(
 
 
 def built_meanwhile(
-    source: SourceFile, cfg: Settings, *, run_id: str, code_version: str, seen_run_id: str | None
+    source: SourceFile,
+    cfg: Settings,
+    *,
+    run_id: str,
+    code_version: str,
+    seen_run_id: str | None,
+    forced: bool = False,
 ) -> MonthResult | None:
-    """The month as another run committed it since this run's plan from the same bytes and code, if so.
+    """The month as another run built it since this run planned, from the same bytes and code, if so.
 
     Two runs that start together plan the same stale months; the month guard lets one build a month while the
     other waits. Without this check the waiter then rebuilt the month from the same bytes: a wasted write, and a
     ``plan`` taken when the first run exits could read the month between the second's two commits. Asked after
-    the guard is taken. ``seen_run_id`` is the run of the month's newest record when this run planned (None: no
-    record): a success by another run since then (no failure after it) is the month built meanwhile. A forced
-    month whose newest success is still the one the plan saw is built again. (Not a time comparison: a record's
-    time is stamped before its commit lands, which under load can be seconds later.)
+    the guard is taken, so the other run's commits and checks have all landed.
+
+    A month planned because it was stale is planned again now, from the same source file: if it plans fresh,
+    someone built it meanwhile. That also covers a plan taken between the other run's trips commit and its
+    checks record (stale as "not verified", the newest success already the other run's). A forced month is
+    stale whatever its state, so it asks what the plan saw instead: ``seen_run_id`` is the run of its newest
+    record then (None: no record); a success by another run since (no failure after it) was built meanwhile.
+    (Neither is a time comparison: a record's time is stamped before its commit lands, seconds earlier under
+    load.)
     """
     history = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)).get(source.partition)
-    done = history.latest_success if history is not None and history.latest_failure is None else None
-    if (
-        done is None
-        or done.run_id in (run_id, seen_run_id)
-        or done.source_fingerprint != source.fingerprint
-        or done.code_version != code_version
-    ):
+    done = history.latest_success if history is not None else None
+    if done is None or done.run_id == run_id:
         return None
+    if forced:
+        if (
+            history is None
+            or history.latest_failure is not None
+            or done.run_id == seen_run_id
+            or done.source_fingerprint != source.fingerprint
+            or done.code_version != code_version
+        ):
+            return None
+    else:
+        rows = _judge_months(cfg, {source.partition: source}, code_version=code_version, only=[source.partition])
+        if [r.state for r in rows] != [PartitionState.FRESH]:
+            return None
     return MonthResult(
         partition=source.partition,
         ok=True,

@@ -36,6 +36,7 @@ from prefect.tasks import MaterializingTask, Task
 
 from partitions.errors import Transient
 from partitions.source import SourceFile
+from partitions.staleness import PartitionState
 from partitions.storage_errors import open_table
 from taxi_assets.assets.daily_summary import materialize_daily_summary, plan_daily_summary, stale_summary_months
 from taxi_assets.assets.run_summary import RunSummary
@@ -141,7 +142,12 @@ def plan_task(cfg: Settings, intent: str, partitions: list[str] | str | None) ->
 
 
 def _materialize_one(
-    source: SourceFile, cfg: Settings, run_id: str, code_version: str, seen_run_id: str | None = None
+    source: SourceFile,
+    cfg: Settings,
+    run_id: str,
+    code_version: str,
+    seen_run_id: str | None = None,
+    forced: bool = False,
 ) -> MonthResult:
     """One month under its concurrency slot, then its metadata on the Prefect assets (the two Delta tables)."""
     apply_worker_thread_share()  # Arrow, DuckDB and the encoders sized to this worker's share of the cores
@@ -151,8 +157,10 @@ def _materialize_one(
         run_id=run_id,
         timeout_seconds=cfg.lock_timeout_seconds,
     ):  # waits for a live holder, releases a dead one; MonthBusy names the holder when the wait ends
-        meanwhile = built_meanwhile(source, cfg, run_id=run_id, code_version=code_version, seen_run_id=seen_run_id)
-        if meanwhile is not None:  # a run that started with this one built it while we waited: same bytes, code
+        meanwhile = built_meanwhile(
+            source, cfg, run_id=run_id, code_version=code_version, seen_run_id=seen_run_id, forced=forced
+        )
+        if meanwhile is not None:  # another run built it while we waited: same bytes, same code
             get_run_logger().info("%s: built meanwhile by run %s; not rebuilt", source.partition, meanwhile.built_by)
             return meanwhile
         result = run_month(source, cfg, run_id=run_id, code_version=code_version)
@@ -202,11 +210,13 @@ def materialize_months(
     aws_block: str | None = None,
     source_anonymous: bool | None = None,
     seen: dict[str, str | None] | None = None,
+    forced: list[str] | None = None,
 ) -> list[MonthResult]:
     """One task per month on this flow's Dask task runner; a failed month fails only itself.
 
-    ``seen`` maps each month to the run of its newest record when the run planned: a month another run builds from
-    the same bytes after that is not built again (:func:`taxi_assets.assets.trips.built_meanwhile`).
+    A month another run builds from the same bytes while this one waits for it is not built again
+    (:func:`taxi_assets.assets.trips.built_meanwhile`): ``forced`` names the months planned forced, ``seen`` maps
+    each month to the run of its newest record when the run planned.
 
     Returns a result per month in the order of ``files``; failed months have ``ok=False`` and the cause in
     ``error``. Credentials are resolved again here (the same precedence), never passed as parameters.
@@ -216,7 +226,11 @@ def materialize_months(
     )
     progress.months_started([f.partition for f in files])
     seen = seen or {}
-    futures = [month_task(cfg, f).submit(f, cfg, run_id, code_version, seen.get(f.partition)) for f in files]
+    pushed = set(forced or ())
+    futures = [
+        month_task(cfg, f).submit(f, cfg, run_id, code_version, seen.get(f.partition), f.partition in pushed)
+        for f in files
+    ]
     month_of = {id(fut): f.partition for f, fut in zip(files, futures, strict=True)}
     for done in as_completed(futures):
         done.wait()  # keeps the task's final state on the future (else `state` asks the API, which may lag)
@@ -512,6 +526,7 @@ def fhvhv_pipeline(
             aws_block=cfg.aws_block,
             source_anonymous=cfg.source_anonymous,
             seen={r.partition: r.last_run_id for r in stale},
+            forced=[r.partition for r in stale if r.state is PartitionState.FORCED],
         )
     summary.cluster = running.summary()
     if spec.kind != "address":

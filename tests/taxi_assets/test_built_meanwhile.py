@@ -8,7 +8,14 @@ import pyarrow.parquet as pq
 from builders import local_settings, write_months
 
 from taxi_assets.assets.run_summary import RunSummary
-from taxi_assets.assets.trips import built_meanwhile, new_run_id, plan_months, run_month
+from taxi_assets.assets.trips import (
+    built_meanwhile,
+    materialize_month,
+    new_run_id,
+    plan_months,
+    run_month,
+    verify_month,
+)
 from taxi_assets.model.code_version import trips_code_version
 
 MONTH = "2019-02"
@@ -41,7 +48,11 @@ def test_a_month_another_run_built_since_our_plan_from_the_same_bytes_is_not_bui
 
     (forced,) = plan_months(cfg, partitions=[MONTH]).rows  # a forced plan sees the other run's success ...
     assert forced.last_run_id == found.built_by
-    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=forced.last_run_id) is None
+    again = built_meanwhile(
+        source, cfg, run_id="ours", code_version=version, seen_run_id=forced.last_run_id, forced=True
+    )
+    assert again is None  # forced, and the success is the one the forced plan saw: built again
+    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=None, forced=True) == found
     assert built_meanwhile(source, cfg, run_id="ours", code_version="another code", seen_run_id=None) is None
 
 
@@ -56,3 +67,24 @@ def test_other_bytes_are_built_again(tmp_path):
     changed = plan_months(cfg).listing.files[MONTH]
     assert changed.fingerprint != source.fingerprint
     assert built_meanwhile(changed, cfg, run_id="ours", code_version=version, seen_run_id=None) is None
+
+
+def test_a_month_planned_between_the_other_runs_commit_and_its_checks_is_not_built_again(tmp_path):
+    """The race issue 17.5's stress loop still found: the second run planned the month after the first had
+    committed it but before it recorded its checks (stale as unverified, newest success already the first run's)."""
+    cfg = local_settings(tmp_path)
+    write_months(cfg.source, [MONTH], rows=300)
+    version = trips_code_version()
+    source = plan_months(cfg).listing.files[MONTH]
+    first = new_run_id()
+    written = materialize_month(source, cfg, run_id=first, code_version=version)  # trips committed, no checks yet
+    (row,) = plan_months(cfg).rows  # the second run plans now
+    assert row.state.is_stale
+    assert "incomplete" in row.reason
+    assert row.last_run_id == first
+    assert built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=row.last_run_id) is None
+
+    verify_month(written, source, cfg, run_id=first)  # the first run records its checks, then releases the month
+    found = built_meanwhile(source, cfg, run_id="ours", code_version=version, seen_run_id=row.last_run_id)
+    assert found is not None
+    assert (found.built_by, found.trips_version) == (first, written.trips_version)
