@@ -181,11 +181,14 @@ def trips_per_day(months: Sequence[str] | None) -> str:
 
 
 def latest_checks(months: Sequence[str] | None) -> str:
-    """The newest result of every check of every month (the table keeps them all)."""
+    """The newest result of every check of every month (the table keeps them all).
+
+    Newest by check time, then by the table version checked: runs seconds apart on one month must not tie
+    (check times were once stamped to the second)."""
     return f"""
         SELECT partition AS month, "check", passed, observed, expected, table_version, run_id, checked_at
         FROM checks WHERE {month_filter(months, column="partition")}
-        QUALIFY row_number() OVER (PARTITION BY partition, "check" ORDER BY checked_at DESC) = 1
+        QUALIFY row_number() OVER (PARTITION BY partition, "check" ORDER BY checked_at DESC, table_version DESC) = 1
         ORDER BY month, "check" """
 
 

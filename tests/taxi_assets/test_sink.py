@@ -91,7 +91,7 @@ def test_files_follow_the_delta_layout_with_uniform_row_groups_and_bounded_size(
     files = data_files(cfg.trips_uri)
     # 11 groups (10 full + 300 rows) dealt to 2 lanes of at most 3 groups per file: 6 + 5 groups -> 4 files
     assert written.trips_files == len(files) == 4
-    assert all(f.parent.name == f"month={MONTH}" and f.name.endswith("-c000.zstd.parquet") for f in files)
+    assert all(f.parent.name == f"month={MONTH}" and f.name.endswith("-c000.snappy.parquet") for f in files)
     groups = sorted(
         pq.ParquetFile(f).metadata.row_group(g).num_rows for f in files for g in range(pq.ParquetFile(f).num_row_groups)
     )
@@ -222,7 +222,7 @@ def test_kept_rows_are_the_same_whether_sliced_or_filtered(dropped):
     assert pa.Table.from_batches(parts)["x"].to_pylist() == [i for i in range(20_000) if keep[i].as_py()]
 
 
-def test_strings_from_many_source_dictionaries_land_as_plain_strings_with_statistics(tmp_path):
+def test_strings_from_many_source_dictionaries_land_as_plain_strings(tmp_path):
     cfg = settings(tmp_path)
     table = valid_month(MONTH, 6_000)
     source = write_source(Path(cfg.source), MONTH, table, row_group_size=700)  # a dictionary per 700 rows
@@ -236,7 +236,10 @@ def test_strings_from_many_source_dictionaries_land_as_plain_strings_with_statis
     assert got["dispatching_base_num"].to_pylist() == table["dispatching_base_num"].to_pylist()
     assert got["originating_base_num"].to_pylist() == table["originating_base_num"].to_pylist()
     actions = pa.table(DeltaTable(cfg.trips_uri).get_add_actions(flatten=True))
-    assert all(v is not None for v in actions["min.hvfhs_license_num"].to_pylist())
+    # Text columns carry no statistics (their bounds prune nothing and cost 15 % of the encoding); the rest do.
+    assert actions["min.hvfhs_license_num"].null_count == actions.num_rows
+    assert all(v is not None for v in actions["min.pickup_datetime"].to_pylist())
+    assert all(v is not None for v in actions["max.driver_pay"].to_pylist())
 
 
 def test_eight_months_committing_to_the_four_tables_at_once_all_land_and_count_their_retries(tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ from taxi_assets.io.duckdb import open_connection, register_partition, register_
 from taxi_assets.io.parquet_files import FileSeries, data_schema
 from taxi_assets.model.cleaning import PICKUP_TOLERANCE
 from taxi_assets.model.row_digest import RowsDigest
-from taxi_assets.model.schema import REQUIRED, trips_schema
+from taxi_assets.model.schema import REQUIRED, trips_batch_schema, trips_schema
 from taxi_assets.settings import Settings
 from taxi_assets.synth import write_month_file
 
@@ -252,35 +252,55 @@ def write_without_null_counts(uri: str, data: pa.Table, month: str) -> int:
     return commit_files(uri, adds, column="month", record=record, schema=trips_schema())
 
 
-@pytest.mark.parametrize("footers", ["with_null_counts", "without"])
-def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path, footers):
-    """Counted from the data files' footers when every chunk has a null count, else in the scan: same result."""
+def write_as_the_pipeline(uri: str, data: pa.Table, month: str) -> int:
+    """Commit ``data`` through the pipeline's own file writer: text columns as dictionaries, without statistics."""
+    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
+    schema = data_schema(trips_batch_schema(), "month")
+    series = FileSeries(uri, "month", month, schema)
+    series.write_group(data.drop_columns(["month"]).cast(schema))
+    adds = series.close()
+    chunk = pq.read_metadata(f"{uri}/{adds[0].path}").row_group(0)
+    by_name = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(chunk.num_columns)}
+    assert by_name["dispatching_base_num"].statistics is None  # counted by the scan
+    assert by_name["pickup_datetime"].statistics.null_count is not None  # counted from the footer
+    return commit_files(uri, adds, column="month", record=record, schema=trips_schema())
+
+
+@pytest.mark.parametrize("column", ["pickup_datetime", "dispatching_base_num"])
+@pytest.mark.parametrize("footers", ["every_column", "as_the_pipeline_writes", "none"])
+def test_nulls_in_required_columns_fail_required_not_null(month, tmp_path, footers, column):
+    """Counted from the footers for the columns whose every chunk has a null count, in the scan for the others
+    (all of them for another writer's files without statistics): the same result either way."""
     cfg, result = month
     rows = clean_rows(cfg)
     holes = pa.array([i < 3 for i in range(rows.num_rows)])
-    column = rows.column("pickup_datetime")
+    values = rows.column(column)
     rows = rows.set_column(
-        rows.schema.get_field_index("pickup_datetime"),
-        "pickup_datetime",
-        pc.if_else(holes, pa.scalar(None, column.type), column),
+        rows.schema.get_field_index(column), column, pc.if_else(holes, pa.scalar(None, values.type), values)
     )
     uri = str(tmp_path / "trips")
-    write = write_partition if footers == "with_null_counts" else write_without_null_counts
+    write = {
+        "every_column": write_partition,
+        "as_the_pipeline_writes": write_as_the_pipeline,
+        "none": write_without_null_counts,
+    }[footers]
     version = write(uri, rows, MONTH)
     con = open_connection()
     try:
         from_footers = verify._required_nulls_in_footers(con, uri, version, MONTH, None)
     finally:
         con.close()
-    if footers == "with_null_counts":
-        assert from_footers is not None
-        assert from_footers["pickup_datetime"] == 3
-        assert sum(from_footers.values()) == 3
-    else:
-        assert from_footers is None
+    text = {"hvfhs_license_num", "dispatching_base_num"}
+    expected_from_footers = {
+        "every_column": set(REQUIRED),
+        "as_the_pipeline_writes": set(REQUIRED) - text,
+        "none": set(),
+    }[footers]
+    assert set(from_footers) == expected_from_footers
+    assert sum(from_footers.values()) == (3 if column in from_footers else 0)
     checks = checks_of(cfg, result, trips_uri=uri, trips_version=version)
     assert failed(checks) == ["required_not_null"]
-    assert checks["required_not_null"].observed == "nulls: pickup_datetime 3"
+    assert checks["required_not_null"].observed == f"nulls: {column} 3"
 
 
 def test_checks_read_the_committed_version_not_the_newest(month, tmp_path):
@@ -346,7 +366,8 @@ def test_verify_and_record_on_s3_with_the_source_scanned_by_duckdb(s3_server, s3
         from_footers = verify._required_nulls_in_footers(con, cfg.trips_uri, result.trips_version, MONTH, trips_opts)
     finally:
         con.close()
-    assert from_footers == dict.fromkeys(REQUIRED, 0)
+    text = ("hvfhs_license_num", "dispatching_base_num")  # written without statistics: counted by the scan
+    assert from_footers == {c: 0 for c in REQUIRED if c not in text}
     opts = cfg.storage_options(cfg.checks_uri)
     before = DeltaTable(cfg.checks_uri, storage_options=opts).to_pyarrow_table().num_rows  # run_month recorded its own
     assert before == len(CHECK_NAMES)
