@@ -177,7 +177,8 @@ def test_after_a_sigkill_the_next_run_releases_the_dead_holders_and_completes(
     figure("recover_after_kill", seconds=round(seconds, 1), exit=again.returncode)
 
     assert again.returncode == 0, err[-3000:]
-    assert err.count("released the slot of a dead holder") == len(MONTHS), err[-3000:]
+    slot_lines = "\n".join(line for line in err.splitlines() if "fhvhv-month-" in line or "busy" in line)
+    assert err.count("released the slot of a dead holder") == len(MONTHS), slot_lines or err[-3000:]
     assert seconds < 240
     assert committed_rows(sink) == len(MONTHS) * ROWS
     root = Path(slow.proc.args[2])  # type: ignore[index]
