@@ -105,6 +105,27 @@ def tree(proc: subprocess.Popen[str]) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
+def command_line(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
+
+def tree_with(proc: subprocess.Popen[str], markers: tuple[str, ...], timeout: float = 30.0) -> list[psutil.Process]:
+    """The process tree once each marker is in some process's command line (a loaded host may still be spawning
+    or exec-ing one when the month's first bytes go out); fails naming the command lines seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        procs = tree(proc)
+        lines = [command_line(p) for p in procs]
+        if all(any(m in line for line in lines) for m in markers):
+            return procs
+        if time.monotonic() > deadline:
+            pytest.fail(f"no process with {markers} after {timeout:.0f} s: " + " | ".join(x[:120] for x in lines))
+        time.sleep(0.2)
+
+
 def still_running(procs: list[psutil.Process], wait: float = 5.0) -> list[str]:
     """Processes of ``procs`` still running after ``wait`` seconds (a SIGKILLed process takes a moment to go)."""
     _, waiting = psutil.wait_procs(procs, timeout=wait)
@@ -136,9 +157,8 @@ def test_a_signal_stops_the_run_promptly_whole_and_with_nothing_left_running(
 ) -> None:
     run = start_run(slow, tmp_path / "sink", tmp_path / "prefect")
     slow.wait_reading(run)
-    procs = tree(run)
-    assert any("uvicorn" in " ".join(p.cmdline()) for p in procs)  # Prefect's ephemeral API server
-    assert any("spawn_main" in " ".join(p.cmdline()) for p in procs)  # Dask worker processes
+    # Prefect's ephemeral API server and the Dask worker processes are in the tree to be stopped
+    procs = tree_with(run, ("uvicorn", "spawn_main"))
     t0 = time.monotonic()
     if to_group:
         os.killpg(run.pid, sig)
