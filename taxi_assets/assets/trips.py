@@ -21,7 +21,7 @@ from partitions.errors import PartitionsError
 from partitions.files import missing_data_files
 from partitions.keys import parse_selection
 from partitions.overwrite import CommitStats, record_failure
-from partitions.records import MaterializationRecord, Status
+from partitions.records import MaterializationRecord, PartitionHistory, Status
 from partitions.source import Listing, SourceFile
 from partitions.staleness import PartitionState, PlanRow, Verifications, plan
 from taxi_assets.assets.daily_summary import commit_summary
@@ -142,12 +142,18 @@ def _judge_months(
     source_problems: Mapping[str, str] | None = None,
     unavailable: Mapping[str, str] | None = None,
     missing_files: Mapping[str, Sequence[str]] | None = None,
+    recorded: Mapping[str, PartitionHistory] | None = None,
 ) -> list[PlanRow]:
-    """The planner over the sink's three logs as they are now: trips, its quarantine companion, the checks."""
+    """The planner over the sink's three logs as they are now: trips, its quarantine companion, the checks.
+
+    ``recorded``: the trips histories when the caller has just read them (not read again).
+    """
+    if recorded is None:
+        recorded = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
     checks_opts = cfg.storage_options(cfg.checks_uri)
     return plan(
         files,
-        read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)),
+        recorded,
         code_version=code_version,
         force=force,
         companions=[read_records(cfg.quarantine_uri, storage_options=cfg.storage_options(cfg.quarantine_uri))],
@@ -398,21 +404,23 @@ def built_meanwhile(
     (Neither is a time comparison: a record's time is stamped before its commit lands, seconds earlier under
     load.)
     """
-    history = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri)).get(source.partition)
+    recorded = read_records(cfg.trips_uri, storage_options=cfg.storage_options(cfg.trips_uri))
+    history = recorded.get(source.partition)
     done = history.latest_success if history is not None else None
-    if done is None or done.run_id == run_id:
+    if history is None or done is None or done.run_id == run_id:
         return None
     if forced:
         if (
-            history is None
-            or history.latest_failure is not None
+            history.latest_failure is not None
             or done.run_id == seen_run_id
             or done.source_fingerprint != source.fingerprint
             or done.code_version != code_version
         ):
             return None
     else:
-        rows = _judge_months(cfg, {source.partition: source}, code_version=code_version, only=[source.partition])
+        rows = _judge_months(
+            cfg, {source.partition: source}, code_version=code_version, only=[source.partition], recorded=recorded
+        )
         if [r.state for r in rows] != [PartitionState.FRESH]:
             return None
     return MonthResult(
