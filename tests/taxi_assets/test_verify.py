@@ -240,30 +240,34 @@ def test_a_source_with_its_own_duplicates_passes_and_the_fast_path_never_reads_t
     assert checks["no_duplicates_introduced"].expected.endswith("(the rows the run streamed)")
 
 
+def commit_one_file(uri: str, data: pa.Table, month: str, file_schema: pa.Schema) -> tuple[pq.FileMetaData, int]:
+    """Commit ``data`` as partition ``month`` in one file our writer writes with ``file_schema``: its footer, the
+    table version."""
+    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
+    series = FileSeries(uri, "month", month, file_schema)
+    series.write_group(data.drop_columns(["month"]).cast(file_schema))
+    adds = series.close()
+    footer = pq.read_metadata(f"{uri}/{adds[0].path}")
+    return footer, commit_files(uri, adds, column="month", record=record, schema=trips_schema())
+
+
 def write_without_null_counts(uri: str, data: pa.Table, month: str) -> int:
     """Commit ``data`` as partition ``month`` in a file whose footer has no statistics (another writer's file)."""
-    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_write, "writer_options", lambda schema: {"write_statistics": False})
-        series = FileSeries(uri, "month", month, data_schema(trips_schema(), "month"))
-        series.write_group(data.drop_columns(["month"]))
-        adds = series.close()
-    assert pq.read_metadata(f"{uri}/{adds[0].path}").row_group(0).column(0).statistics is None
-    return commit_files(uri, adds, column="month", record=record, schema=trips_schema())
+        footer, version = commit_one_file(uri, data, month, data_schema(trips_schema(), "month"))
+    assert footer.row_group(0).column(0).statistics is None
+    return version
 
 
 def write_as_the_pipeline(uri: str, data: pa.Table, month: str) -> int:
     """Commit ``data`` through the pipeline's own file writer: text columns as dictionaries, without statistics."""
-    record = MaterializationRecord(partition=month, status="success", run_id="test", code_version="t")
-    schema = data_schema(trips_batch_schema(), "month")
-    series = FileSeries(uri, "month", month, schema)
-    series.write_group(data.drop_columns(["month"]).cast(schema))
-    adds = series.close()
-    chunk = pq.read_metadata(f"{uri}/{adds[0].path}").row_group(0)
+    footer, version = commit_one_file(uri, data, month, data_schema(trips_batch_schema(), "month"))
+    chunk = footer.row_group(0)
     by_name = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(chunk.num_columns)}
     assert by_name["dispatching_base_num"].statistics is None  # counted by the scan
     assert by_name["pickup_datetime"].statistics.null_count is not None  # counted from the footer
-    return commit_files(uri, adds, column="month", record=record, schema=trips_schema())
+    return version
 
 
 @pytest.mark.parametrize("column", ["pickup_datetime", "dispatching_base_num"])
