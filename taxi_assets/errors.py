@@ -241,6 +241,25 @@ class SinkUnusable(ConfigurationError):
         self.sink = sink
 
 
+class PrefectHomeUnusable(ConfigurationError):
+    """The ephemeral Prefect API could not keep its database where Prefect's settings put it; nothing ran.
+
+    Found before Prefect starts its API: started anyway, the API server fails, Prefect starts another on the
+    next port, and so on until its start-up timeout (measured: 28 failed starts and 3.4 minutes before a
+    message that names neither the directory nor the cause).
+    """
+
+    def __init__(self, home: str, database: str, problem: str) -> None:
+        ConfigurationError.__init__(
+            self,
+            "PREFECT_HOME",
+            f"{home}: Prefect's local database {database} cannot be created: {problem}; create the directory, "
+            "set PREFECT_HOME to a writable one, or point PREFECT_API_URL at a running Prefect server",
+        )
+        self.args = (home, database, problem)
+        self.home, self.database = home, database
+
+
 class SinkFull(TaxiAssetsError):
     """A write into the sink ran out of space (or hit the file-size limit) half-way; nothing was committed."""
 

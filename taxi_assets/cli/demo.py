@@ -76,6 +76,9 @@ def next_hint(cfg: Settings, *, throwaway: bool) -> str:
 
 def _story(cfg: Settings, args: argparse.Namespace, *, throwaway: bool = False) -> int:
     # Prefect is imported here, not at module top: `synth` and the CLI's fast commands should not pay for it.
+    from taxi_assets.cli.prefect_home import preflight_prefect_home
+
+    preflight_prefect_home()  # before the months are synthesized: nothing is written for a run that cannot start
     from taxi_assets.orchestration.flows import fhvhv_pipeline
 
     out = console()

@@ -97,6 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         preflight_coiled(cfg)  # --cluster coiled without a token: one line, exit 2, before Prefect or a cluster
     # Prefect from here on: the API in PREFECT_API_URL (a `prefect server start`, Prefect Cloud) when configured,
     # else Prefect's own ephemeral API, started by Prefect for this process.
+    from taxi_assets.cli.prefect_home import preflight_prefect_home
+
+    preflight_prefect_home()  # a PREFECT_HOME that cannot hold the ephemeral API's database: one line, exit 2
     from taxi_assets.orchestration.flows import fhvhv_pipeline
 
     partitions = [args.partitions] if args.partitions else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,40 @@ def test_an_unreachable_prefect_api_is_exit_8(cfg: Settings) -> None:
         "taxi-assets: http://127.0.0.1:9/api: Failed to reach API at http://127.0.0.1:9/api/; nothing was written: "
         "run again, or point PREFECT_API_URL at a running Prefect server (`prefect server start`)"
     ]
+    assert not Path(cfg.trips_uri).exists()
+
+
+@pytest.mark.parametrize(
+    ("home", "problem"),
+    [("missing/parent/home", "{root}/missing/parent does not exist"), ("a-file/home", "{root}/a-file is a file")],
+    ids=["under-a-missing-directory", "under-a-file"],
+)
+def test_a_prefect_home_that_cannot_hold_the_local_database_is_exit_2_at_once(
+    cfg: Settings, tmp_path: Path, home: str, problem: str, figure
+) -> None:
+    # Before the preflight: Prefect started 28 API servers, each failing, for 3.4 minutes, then a message that
+    # named neither the directory nor the cause (exit 8).
+    root = tmp_path / "homes"
+    root.mkdir()
+    (root / "a-file").write_text("not a directory")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXI_ASSETS_", "PREFECT_API_"))}
+    env["PREFECT_HOME"] = str(root / home)
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets", "run", "--source", cfg.source, "--sink", cfg.sink],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.monotonic() - t0
+    figure("prefect_home_refused", case=home, seconds=round(seconds, 1), exit=done.returncode)
+    assert done.returncode == 2, done.stderr[-3000:]
+    ours = [line for line in done.stderr.splitlines() if line.startswith("taxi-assets:")]
+    assert len(ours) == 1, done.stderr[-3000:]
+    assert ours[0].startswith(f"taxi-assets: PREFECT_HOME: {root / home}: Prefect's local database ")
+    assert problem.format(root=root) in ours[0]
+    assert "Traceback" not in done.stderr
+    assert "Starting temporary server" not in done.stderr  # no API server was tried
+    assert seconds < 60
     assert not Path(cfg.trips_uri).exists()
