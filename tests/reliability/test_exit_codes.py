@@ -110,16 +110,20 @@ def test_a_month_failing_its_checks_under_run_is_exit_6(cfg: Settings, tmp_path:
     assert "Traceback" not in done.stderr
 
 
-def test_an_unreachable_prefect_api_is_exit_8(cfg: Settings) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXI_ASSETS_")}
-    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # nothing listens on the discard port
-    done = subprocess.run(
+def run_cli(cfg: Settings, **env: str) -> subprocess.CompletedProcess[str]:
+    """``taxi-assets run`` on ``cfg`` with these Prefect settings and none of this process's own."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TAXI_ASSETS_", "PREFECT_API_"))}
+    return subprocess.run(
         [sys.executable, "-m", "taxi_assets", "run", "--source", cfg.source, "--sink", cfg.sink],
-        env=env,
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_an_unreachable_prefect_api_is_exit_8(cfg: Settings) -> None:
+    done = run_cli(cfg, PREFECT_API_URL="http://127.0.0.1:9/api")  # nothing listens on the discard port
     assert done.returncode == 8, done.stderr[-3000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines == [
@@ -142,16 +146,8 @@ def test_a_prefect_home_that_cannot_hold_the_local_database_is_exit_2_at_once(
     root = tmp_path / "homes"
     root.mkdir()
     (root / "a-file").write_text("not a directory")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAXI_ASSETS_", "PREFECT_API_"))}
-    env["PREFECT_HOME"] = str(root / home)
     t0 = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "taxi_assets", "run", "--source", cfg.source, "--sink", cfg.sink],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli(cfg, PREFECT_HOME=str(root / home))
     seconds = time.monotonic() - t0
     figure("prefect_home_refused", case=home, seconds=round(seconds, 1), exit=done.returncode)
     assert done.returncode == 2, done.stderr[-3000:]
