@@ -211,6 +211,26 @@ class ApiUnavailable(TaxiAssetsError):
         )
 
 
+class ClusterUnavailable(TaxiAssetsError):
+    """Nothing answers at the Dask scheduler address the run was given; no month was started, nothing written.
+
+    Said before the flow fans out: left to Dask, each connection attempt waits 30 s and the run ends, after a
+    minute, in three tracebacks (the subflow's, the flow's and the CLI's).
+    """
+
+    exit_code: ClassVar[int] = 8
+
+    def __init__(self, address: str, detail: str) -> None:
+        super().__init__(address, detail)
+        self.address, self.detail = address, detail
+
+    def __str__(self) -> str:
+        return (
+            f"no Dask scheduler answers at {self.address} ({self.detail}); nothing was written: start the scheduler "
+            "and its workers (`dask scheduler`, `dask worker ADDRESS`), or run on --cluster local"
+        )
+
+
 class CoiledTokenMissing(ConfigurationError):
     """``cluster="coiled"`` and no Coiled API token where an unattended run can find one: nothing was started.
 

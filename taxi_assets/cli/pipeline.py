@@ -92,9 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise PartitionsFailed(plan.unavailable)
         return 0
     if plan.stale:
-        from taxi_assets.orchestration.cluster import preflight_coiled
+        from taxi_assets.orchestration.cluster import preflight_coiled, preflight_scheduler
 
         preflight_coiled(cfg)  # --cluster coiled without a token: one line, exit 2, before Prefect or a cluster
+        preflight_scheduler(cfg.cluster)  # --cluster tcp://... where nothing listens: one line, exit 8
     # Prefect from here on: the API in PREFECT_API_URL (a `prefect server start`, Prefect Cloud) when configured,
     # else Prefect's own ephemeral API, started by Prefect for this process.
     from taxi_assets.cli.prefect_home import preflight_prefect_home

@@ -23,15 +23,17 @@ import contextlib
 import importlib
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit
 
 import dask.config
 import psutil
 
-from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.errors import ClusterUnavailable, CoiledTokenMissing, ConfigurationError
 from taxi_assets.io.threads import WORKER_THREADS_ENV, ThreadShare, apply_thread_share, cores_from_env, usable_cores
 from taxi_assets.settings import CoiledOptions, Settings
 
@@ -47,6 +49,7 @@ MIN_COILED_WORKER_GIB: Final = 8
 # Share of this machine's memory the local workers may use; the rest is for the flow process and the OS.
 LOCAL_MEMORY_SHARE: Final = 0.8
 ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+SCHEDULER_PROBE_SECONDS: Final = 10.0  # a TCP connect to a live scheduler takes milliseconds, even across regions
 
 COILED_TOKEN_ENV: Final = "DASK_COILED__TOKEN"
 COILED_TOKEN_CONFIG: Final = "coiled.token"
@@ -291,6 +294,29 @@ def preflight_coiled(
     )
 
 
+def preflight_scheduler(address: str, *, timeout: float = SCHEDULER_PROBE_SECONDS) -> None:
+    """Fail fast when nothing listens at an existing scheduler's address (``tcp``, ``tls``, ``ws``, ``wss``).
+
+    Only the port is probed (a TCP connect, closed at once): whether Dask can then talk to it (TLS, versions)
+    is for Dask to say. Other addresses (``inproc://``, a setting that is not an address) are left alone.
+
+    Raises:
+        ClusterUnavailable: the connection was refused, timed out or the host does not resolve.
+    """
+    if not address.startswith(ADDRESS_SCHEMES) or address.startswith("inproc://"):
+        return
+    parts = urlsplit(address)
+    if not parts.hostname or parts.port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            pass
+    except TimeoutError:
+        raise ClusterUnavailable(address, f"no answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise ClusterUnavailable(address, exc.strerror or type(exc).__name__) from None
+
+
 def cluster_class(kind: str) -> Callable[..., Any]:
     """The class (or factory) that starts a cluster of ``kind``, from :data:`CLUSTER_CLASSES`."""
     target = CLUSTER_CLASSES[kind]
@@ -356,11 +382,13 @@ def start_cluster(
     Raises:
         CoiledTokenMissing: ``spec`` is Coiled and neither ``coiled_token``, ``DASK_COILED__TOKEN`` nor the Dask
             config holds a token; raised before ``coiled.Cluster`` could start an interactive login.
+        ClusterUnavailable: ``spec`` is an existing scheduler's address and nothing listens there.
     """
     if spec.kind == "coiled":
         require_coiled_token(env=os.environ, config_token=coiled_config_token(), block_token=coiled_token)
     if spec.kind == "address":
         assert spec.address is not None
+        preflight_scheduler(spec.address)  # a flow started without the CLI (a deployment) fails fast too
         yield RunningCluster(kind="address", address=spec.address, n_workers=0, seconds=0.0, reason=spec.reason)
         return
     kwargs = dict(spec.kwargs)

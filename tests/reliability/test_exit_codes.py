@@ -9,6 +9,7 @@ month of 600,000 rows: three batches, so the streamed digest and the committed f
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -110,11 +111,11 @@ def test_a_month_failing_its_checks_under_run_is_exit_6(cfg: Settings, tmp_path:
     assert "Traceback" not in done.stderr
 
 
-def run_cli(cfg: Settings, **env: str) -> subprocess.CompletedProcess[str]:
-    """``taxi-assets run`` on ``cfg`` with these Prefect settings and none of this process's own."""
+def run_cli(cfg: Settings, *options: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``taxi-assets run`` on ``cfg`` with these options and Prefect settings, and none of this process's own."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TAXI_ASSETS_", "PREFECT_API_"))}
     return subprocess.run(
-        [sys.executable, "-m", "taxi_assets", "run", "--source", cfg.source, "--sink", cfg.sink],
+        [sys.executable, "-m", "taxi_assets", "run", "--source", cfg.source, "--sink", cfg.sink, *options],
         env={**base, **env},
         capture_output=True,
         text=True,
@@ -158,4 +159,23 @@ def test_a_prefect_home_that_cannot_hold_the_local_database_is_exit_2_at_once(
     assert "Traceback" not in done.stderr
     assert "Starting temporary server" not in done.stderr  # no API server was tried
     assert seconds < 60
+    assert not Path(cfg.trips_uri).exists()
+
+
+def test_a_scheduler_address_where_nothing_listens_is_exit_8_at_once(cfg: Settings, tmp_path: Path, figure) -> None:
+    # Before the probe: Dask waited 30 s per connection attempt; exit 1 after 55 s, with three tracebacks.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    t0 = time.monotonic()
+    done = run_cli(cfg, "--cluster", address, PREFECT_HOME=str(tmp_path / "prefect"))
+    seconds = time.monotonic() - t0
+    figure("scheduler_refused", seconds=round(seconds, 1), exit=done.returncode)
+    assert done.returncode == 8, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"taxi-assets: no Dask scheduler answers at {address} (Connection refused); nothing was written: start the "
+        "scheduler and its workers (`dask scheduler`, `dask worker ADDRESS`), or run on --cluster local"
+    ]
+    assert seconds < 30
     assert not Path(cfg.trips_uri).exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import socket
 import time
 import typing
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import yaml
 from distributed import Client, LocalCluster
 from distributed.core import Status
 
-from taxi_assets.errors import CoiledTokenMissing, ConfigurationError
+from taxi_assets.errors import ClusterUnavailable, CoiledTokenMissing, ConfigurationError
 from taxi_assets.orchestration import cluster as cluster_mod
 from taxi_assets.orchestration.cluster import (
     COILED_TOKEN_ENV,
@@ -30,6 +31,7 @@ from taxi_assets.orchestration.cluster import (
     coiled_token_source,
     month_memory,
     preflight_coiled,
+    preflight_scheduler,
     require_coiled_token,
     start_cluster,
     task_runner_for,
@@ -353,3 +355,31 @@ def test_the_task_runner_keeps_address_and_security_through_prefects_duplicate()
                 copy = task_runner_for(running).duplicate()  # what the flow engine runs on
     assert copy.address == running.address
     assert copy.client_kwargs["security"] is c.security
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [(None, "Connection refused"), ("tcp://nosuchhost.invalid:8786", "")],
+    ids=["refused", "unknown-host"],
+)
+def test_an_address_where_no_scheduler_listens_fails_at_once_naming_it(address: str | None, why: str) -> None:
+    address = address or f"tcp://127.0.0.1:{closed_port()}"
+    spec = choose_cluster(address, month_sizes=[SMALL])
+    t0 = time.monotonic()
+    with pytest.raises(ClusterUnavailable) as info, start_cluster(spec):
+        pytest.fail("the block ran without a scheduler")
+    assert time.monotonic() - t0 < 5  # not Dask's 30 s connect timeout, per attempt
+    assert str(info.value).startswith(f"no Dask scheduler answers at {address} ({why}")
+    assert info.value.exit_code == 8
+
+
+def test_the_scheduler_probe_leaves_other_settings_alone() -> None:
+    for setting in ("local", "coiled", "inproc://10.0.0.1/1/2"):
+        preflight_scheduler(setting)  # no probe, no error
