@@ -28,6 +28,8 @@ DEFAULT_SINK: Final = "./data/warehouse"
 ENV_SOURCE: Final = "TAXI_ASSETS_SOURCE"
 ENV_SINK: Final = "TAXI_ASSETS_SINK"
 ENV_CLUSTER: Final = "TAXI_ASSETS_CLUSTER"
+CLUSTER_KINDS: Final = ("local", "coiled")
+CLUSTER_ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")  # an existing scheduler
 ENV_AWS_BLOCK: Final = "TAXI_ASSETS_AWS_BLOCK"
 ENV_SOURCE_ANONYMOUS: Final = "TAXI_ASSETS_SOURCE_ANONYMOUS"
 ENV_LOCK_TIMEOUT: Final = "TAXI_ASSETS_LOCK_TIMEOUT"
@@ -214,7 +216,7 @@ class Settings:
         return cls(
             source=_norm(source or env.get(ENV_SOURCE) or DEFAULT_SOURCE),
             sink=_norm(sink or env.get(ENV_SINK) or DEFAULT_SINK),
-            cluster=cluster or env.get(ENV_CLUSTER) or "local",
+            cluster=_cluster(cluster or env.get(ENV_CLUSTER) or "local"),
             s3=creds,
             source_anonymous=anonymous,
             aws_block=block_name,
@@ -274,6 +276,16 @@ def _norm(uri: str) -> str:
     if "://" in uri:
         return uri.rstrip("/")
     return os.path.abspath(os.path.expanduser(uri))
+
+
+def _cluster(value: str) -> str:
+    """A cluster setting ``choose_cluster`` knows, refused here: found before Prefect and an API server start."""
+    if value in CLUSTER_KINDS or value.startswith(CLUSTER_ADDRESS_SCHEMES):
+        return value
+    raise ConfigurationError(
+        f"cluster (--cluster / {ENV_CLUSTER})",
+        f"unknown cluster {value!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786",
+    )
 
 
 def _seconds(text: str | None, name: str, *, positive: bool = False) -> float | None:

@@ -35,7 +35,7 @@ import psutil
 
 from taxi_assets.errors import ClusterUnavailable, CoiledTokenMissing, ConfigurationError
 from taxi_assets.io.threads import WORKER_THREADS_ENV, ThreadShare, apply_thread_share, cores_from_env, usable_cores
-from taxi_assets.settings import CoiledOptions, Settings
+from taxi_assets.settings import CLUSTER_ADDRESS_SCHEMES, CoiledOptions, Settings
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner
@@ -48,7 +48,7 @@ MIN_MONTH_MEMORY: Final = 1 * GiB
 MIN_COILED_WORKER_GIB: Final = 8
 # Share of this machine's memory the local workers may use; the rest is for the flow process and the OS.
 LOCAL_MEMORY_SHARE: Final = 0.8
-ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+ADDRESS_SCHEMES: Final = CLUSTER_ADDRESS_SCHEMES
 SCHEDULER_PROBE_SECONDS: Final = 10.0  # a TCP connect to a live scheduler takes milliseconds, even across regions
 
 COILED_TOKEN_ENV: Final = "DASK_COILED__TOKEN"

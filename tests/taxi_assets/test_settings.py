@@ -151,3 +151,19 @@ def test_bad_environment_values_are_configuration_errors(name: str, value: str, 
     with pytest.raises(ConfigurationError, match=message) as info:
         Settings.resolve(env={name: value})
     assert info.value.setting == name
+
+
+@pytest.mark.parametrize("origin", ["argument", "environment"])
+def test_an_unknown_cluster_is_refused_when_the_settings_are_resolved(origin: str) -> None:
+    given = {"cluster": "lcoal"} if origin == "argument" else {"env": {"TAXI_ASSETS_CLUSTER": "lcoal"}}
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(**given)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "cluster (--cluster / TAXI_ASSETS_CLUSTER): unknown cluster 'lcoal'; use 'local', 'coiled' or a scheduler "
+        "address like tcp://host:8786"
+    )
+
+
+@pytest.mark.parametrize("cluster", ["local", "coiled", "tcp://h:8786", "tls://h:8786", "inproc://x/1/2"])
+def test_every_cluster_choose_cluster_knows_is_accepted(cluster: str) -> None:
+    assert Settings.resolve(cluster=cluster, env={}).cluster == cluster
