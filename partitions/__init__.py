@@ -25,6 +25,7 @@ from partitions.errors import (
     SourceRangeUnsupported,
     StorageAccessDenied,
     StorageUnavailable,
+    TableLogDamaged,
     Transient,
 )
 from partitions.files import (
@@ -76,6 +77,7 @@ __all__ = [
     "StorageAccessDenied",
     "StorageFailure",
     "StorageUnavailable",
+    "TableLogDamaged",
     "Transient",
     "Verifications",
     "add_action_for",

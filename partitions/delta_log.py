@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from partitions._storage import fsspec_for, write_atomically
+from partitions.errors import TableLogDamaged
 from partitions.records import MaterializationRecord, PartitionHistory, fold_records
 from partitions.storage_errors import storage_errors_named
 
@@ -68,7 +69,10 @@ def read_state(
 ) -> LogState:
     """Fold the newest state checkpoint (at or below ``up_to``) and the commits after it, up to ``up_to``."""
     with storage_errors_named(table_uri):
-        return _read_state(table_uri, up_to, storage_options)
+        try:
+            return _read_state(table_uri, up_to, storage_options)
+        except _DamagedCommit as damaged:
+            raise TableLogDamaged(table_uri, "", damaged.reason, damaged.where) from None
 
 
 def _read_state(table_uri: str, up_to: int | None, storage_options: Mapping[str, str] | None) -> LogState:
@@ -317,15 +321,42 @@ def _probed_after(fs: Any, root: str, version: int, up_to: int | None) -> tuple[
     return records, last, last - version
 
 
+class _DamagedCommit(ValueError):
+    """A commit file that is not JSON lines; :func:`read_state` names the table (``TableLogDamaged``)."""
+
+    def __init__(self, version: int, line: int, reason: str) -> None:
+        super().__init__(version, line, reason)
+        self.where, self.reason = f"{LOG_DIR}/{version:020d}.json line {line}", reason
+
+
 def _record_in(body: bytes, version: int) -> MaterializationRecord | None:
-    """The record in a commit's ``commitInfo`` line; other lines (add/remove actions) are never parsed."""
-    for line in body.splitlines():
-        if line.startswith(b'{"commitInfo"'):
-            info = json.loads(line)["commitInfo"]
-            return MaterializationRecord.from_commit_metadata(info, version)
-    for line in body.splitlines():  # writers that do not put commitInfo first
-        if b'"commitInfo"' in line:
+    """The record in a commit's ``commitInfo`` line. Every line is checked to be JSON (a damaged commit is said
+    here, where the plan reads it, not at a write's commit); only ``commitInfo`` is interpreted."""
+    found: MaterializationRecord | None = None
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             action = json.loads(line)
-            if "commitInfo" in action:
-                return MaterializationRecord.from_commit_metadata(action["commitInfo"], version)
-    return None
+        except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+            raise _DamagedCommit(version, number, str(exc).split(":")[0]) from None
+        if found is None and isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
+            found = MaterializationRecord.from_commit_metadata(action["commitInfo"], version)
+    return found
+
+
+def damaged_commit(table_uri: str, *, storage_options: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The first commit file and line of ``table_uri``'s log that is not JSON, and why (``('', '')``: none).
+
+    For a reader that failed on the log (delta-rs says *what* failed, not *where*): reads every commit file
+    left in the log, so it is for the error path only.
+    """
+    fs, root = fsspec_for(table_uri, storage_options)
+    for version in sorted(_versions_in(fs, f"{root}/{LOG_DIR}")):
+        try:
+            _record_in(fs.cat_file(_commit_path(root, version)), version)
+        except _DamagedCommit as damaged:
+            return damaged.where, damaged.reason
+        except FileNotFoundError:
+            continue
+    return "", ""

@@ -179,6 +179,30 @@ class StorageAccessDenied(PartitionsError):
         return f"{where}access to {self.uri} was refused ({self.detail}); nothing was changed: {remedy}"
 
 
+class TableLogDamaged(PartitionsError):
+    """A table's Delta log cannot be read: a commit file is not valid JSON (a partial copy, an edit, a disk fault).
+
+    Not transient: every reader and writer of the table fails the same way until the file is repaired, so a flow
+    must not retry it. Found before anything is written when the plan reads the log; a write that finds it at its
+    commit removes the files it had put down. ``commit`` names the damaged file and line when they were found.
+    """
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, table_uri: str, partition: str, detail: str, commit: str = "") -> None:
+        super().__init__(table_uri, partition, detail, commit)
+        self.table_uri, self.partition, self.detail, self.commit = table_uri, partition, detail, commit
+
+    def __str__(self) -> str:
+        where = f"{self.partition}: " if self.partition else ""
+        what = f"{self.commit} is not valid JSON ({self.detail})" if self.commit else self.detail
+        return (
+            f"{where}the Delta log of {self.table_uri} is damaged: {what}; nothing was committed: restore that file "
+            "from a copy of the table (if it is the newest commit and there is no copy, removing it returns the "
+            "table to the version before), then re-run"
+        )
+
+
 class CommitConflictExhausted(PartitionsError):
     """Concurrent writers kept winning the commit race for one partition."""
 

@@ -49,11 +49,13 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from partitions._storage import delta_storage_options
-from partitions.errors import PartitionsError, StorageAccessDenied, StorageUnavailable
+from partitions.errors import PartitionsError, StorageAccessDenied, StorageUnavailable, TableLogDamaged
 
 FailureKind = Literal["unavailable", "denied", "rejected"]
 
 # pyarrow's S3 error codes (Aws::S3::S3Errors / Aws::Client::CoreErrors names), upper case as pyarrow prints them.
+# delta-rs's words for a log it could not parse (a commit that is not JSON, a checkpoint that is not Parquet)
+_LOG_DAMAGE = re.compile(r"json error|invalid json|failed to parse|parquet error|unexpected end", re.IGNORECASE)
 _AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))? during (\w+) operation")
 _PYARROW_DENIED: Final = frozenset(
     (
@@ -208,7 +210,16 @@ def open_table(
     """
     options = delta_storage_options(table_uri, storage_options)
     with storage_errors_named(table_uri, partition):
-        return DeltaTable(table_uri, version=version, storage_options=options)
+        try:
+            return DeltaTable(table_uri, version=version, storage_options=options)
+        except DeltaError as exc:
+            if not _LOG_DAMAGE.search(str(exc).split("\n", 1)[0]):
+                raise
+            from partitions.delta_log import damaged_commit  # it reads the log through this module
+
+            where, reason = damaged_commit(table_uri, storage_options=storage_options)
+            detail = reason or "delta-rs: " + str(exc).split("\n", 1)[0].strip()
+            raise TableLogDamaged(display_uri(table_uri), partition, detail, where) from None
 
 
 def display_uri(uri: str) -> str:

@@ -243,6 +243,9 @@ def materialize_months(
         else:
             err = state.result(raise_on_failure=False)
             cause = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else str(state.message)
+            # The first line: a library's message may carry more (delta-rs appends a Rust backtrace when
+            # RUST_BACKTRACE is set); the whole of it is in the task's log.
+            cause = (cause.strip().splitlines() or [""])[0]
             out.append(MonthResult(partition=f.partition, ok=False, error=cause))
     return out
 

@@ -15,8 +15,10 @@ from partitions.delta_log import (
     read_state,
     write_state_checkpoint,
 )
+from partitions.errors import TableLogDamaged
 from partitions.maintenance import checkpoint, compact
 from partitions.overwrite import overwrite_partition, record_failure
+from partitions.storage_errors import open_table
 
 
 def write(uri, key, run_id, n=5, options=None):
@@ -184,3 +186,38 @@ def test_a_rejection_is_committed_read_back_and_survives_a_state_checkpoint(tmp_
         history = reread["2019-02"]
         assert (history.latest_success.run_id, history.latest_failure.status) == ("run-1", "rejected")
         assert plan(sources, reread, code_version="code-1")[0].state is PartitionState.REJECTED
+
+
+def damage(uri: str, version: int, how: str) -> Path:
+    """Damage commit ``version`` as a partial copy (cut inside its first line) or an edit (a line that is not JSON)."""
+    path = Path(uri) / "_delta_log" / f"{version:020d}.json"
+    body = path.read_bytes()
+    path.write_bytes(body[: len(body.splitlines()[0]) // 2] if how == "cut" else body.rstrip(b"\n") + b'\n{"add": \n')
+    return path
+
+
+@pytest.mark.parametrize("how", ["cut", "edit"])
+def test_a_damaged_commit_is_named_by_file_and_line_by_the_reader_and_by_open_table(tmp_path, how):
+    uri = str(tmp_path / "t")
+    write(uri, "2019-02", "run-a")
+    write(uri, "2019-03", "run-b")
+    before = sorted(p.name for p in (tmp_path / "t" / "_delta_log").iterdir())
+    intact = (tmp_path / "t" / "_delta_log" / f"{1:020d}.json").read_bytes().splitlines()
+    damage(uri, 1, how)
+    line = 1 if how == "cut" else len(intact) + 1  # the cut first line, or the line an edit appended
+    where = f"_delta_log/{1:020d}.json line {line}"
+    reason = "Expecting value" if how == "edit" else ""  # a cut line's reason depends on where the cut falls
+
+    with pytest.raises(TableLogDamaged) as planned:
+        read_records(uri)
+    assert (planned.value.table_uri, planned.value.commit) == (uri, where)
+    assert planned.value.detail.startswith(reason)
+    assert str(planned.value).startswith(f"the Delta log of {uri} is damaged: {where} is not valid JSON ({reason}")
+    assert "restore that file" in str(planned.value)
+
+    with pytest.raises(TableLogDamaged) as opened:  # delta-rs's own reading, e.g. at a write's commit
+        open_table(uri, partition="2019-03")
+    assert (opened.value.commit, opened.value.partition) == (where, "2019-03")
+    assert "Traceback" not in str(opened.value)
+    assert "\n" not in str(opened.value)
+    assert sorted(p.name for p in (tmp_path / "t" / "_delta_log").iterdir()) == before  # nothing written

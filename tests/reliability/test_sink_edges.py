@@ -179,3 +179,28 @@ def test_a_missing_bucket_under_materialize_is_exit_2(
     assert code == 2
     line = one_line(capsys.readouterr().err)
     assert line.startswith("taxi-assets: --sink / TAXI_ASSETS_SINK: s3://no-such-bucket/wh: its bucket does not exist")
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "materialize", "run"])
+def test_a_damaged_commit_in_the_log_is_exit_2_naming_the_file_and_nothing_is_written(
+    source: Path, built: Path, command: str, figure
+) -> None:
+    # A partial copy of the sink (`aws s3 sync` cut short, a disk fault): the newest trips commit ends mid-line.
+    # Before: `plan` said the month was fresh (it reads commitInfo lines only) and a run failed the month at its
+    # commit, after writing its files, with delta-rs's message and a Rust backtrace, saying the next run retries.
+    commit = built / "trips" / "_delta_log" / f"{0:020d}.json"
+    commit.write_bytes(commit.read_bytes()[:-40])
+    logs = {t: sorted(p.name for p in (built / t / "_delta_log").iterdir()) for t in ("trips", "quarantine")}
+    args = ["--source", str(source), "--sink", str(built)]
+    if command in ("materialize", "run"):
+        args += ["--partition" if command == "materialize" else "--partitions", MONTH]
+    done = cli(command, *args, cache=built.parent / "cache")
+    figure("sink_edge", case=f"damaged log, {command}", exit=done.returncode)
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = one_line(done.stderr)
+    assert line.startswith(
+        f"taxi-assets: the Delta log of {built / 'trips'} is damaged: _delta_log/{0:020d}.json line "
+    )
+    assert "is not valid JSON" in line
+    assert "restore that file" in line
+    assert {t: sorted(p.name for p in (built / t / "_delta_log").iterdir()) for t in logs} == logs
