@@ -28,6 +28,8 @@ DEFAULT_SINK: Final = "./data/warehouse"
 ENV_SOURCE: Final = "TAXI_ASSETS_SOURCE"
 ENV_SINK: Final = "TAXI_ASSETS_SINK"
 ENV_CLUSTER: Final = "TAXI_ASSETS_CLUSTER"
+SOURCE_SCHEMES: Final = ("s3://", "http://", "https://", "file://")  # and local paths
+SINK_SCHEMES: Final = ("s3://", "file://")  # and local paths
 CLUSTER_KINDS: Final = ("local", "coiled")
 CLUSTER_ADDRESS_SCHEMES: Final = ("tcp://", "tls://", "ws://", "wss://", "inproc://")  # an existing scheduler
 ENV_AWS_BLOCK: Final = "TAXI_ASSETS_AWS_BLOCK"
@@ -214,8 +216,8 @@ class Settings:
         lock_timeout = _seconds(env.get(ENV_LOCK_TIMEOUT), ENV_LOCK_TIMEOUT)
         network_timeout = _seconds(env.get(ENV_NETWORK_TIMEOUT), ENV_NETWORK_TIMEOUT, positive=True)
         return cls(
-            source=_norm(source or env.get(ENV_SOURCE) or DEFAULT_SOURCE),
-            sink=_norm(sink or env.get(ENV_SINK) or DEFAULT_SINK),
+            source=_source(source or env.get(ENV_SOURCE) or DEFAULT_SOURCE),
+            sink=_sink(sink or env.get(ENV_SINK) or DEFAULT_SINK),
             cluster=_cluster(cluster or env.get(ENV_CLUSTER) or "local"),
             s3=creds,
             source_anonymous=anonymous,
@@ -276,6 +278,35 @@ def _norm(uri: str) -> str:
     if "://" in uri:
         return uri.rstrip("/")
     return os.path.abspath(os.path.expanduser(uri))
+
+
+def _source(uri: str) -> str:
+    """The source, normalised; a location no reader here can list is refused before anything runs."""
+    setting = f"--source / {ENV_SOURCE}"
+    if "://" in uri and not uri.startswith(SOURCE_SCHEMES):
+        raise ConfigurationError(
+            setting,
+            f"{uri}: no reader for {uri.split('://', 1)[0]}:// sources; use a local directory, s3://bucket/prefix "
+            "or an http(s)://.../fhvhv_tripdata_{key}.parquet template",
+        )
+    if "{key}" in uri and not uri.startswith(("http://", "https://")):
+        folder = uri.split("{key}", 1)[0].rsplit("/", 1)[0] or "."
+        raise ConfigurationError(
+            setting,
+            f"{uri}: a {{key}} template is for http(s) sources; a local or s3:// source is the directory holding "
+            f"the fhvhv_tripdata_YYYY-MM.parquet files (here, probably {folder})",
+        )
+    return _norm(uri)
+
+
+def _sink(uri: str) -> str:
+    """The sink, normalised; a location the Delta writer and DuckDB here cannot both use is refused."""
+    if "://" in uri and not uri.startswith(SINK_SCHEMES):
+        raise ConfigurationError(
+            f"--sink / {ENV_SINK}",
+            f"{uri}: no writer for {uri.split('://', 1)[0]}:// sinks; use a local directory or s3://bucket/prefix",
+        )
+    return _norm(uri)
 
 
 def _cluster(value: str) -> str:

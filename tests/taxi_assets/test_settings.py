@@ -167,3 +167,44 @@ def test_an_unknown_cluster_is_refused_when_the_settings_are_resolved(origin: st
 @pytest.mark.parametrize("cluster", ["local", "coiled", "tcp://h:8786", "tls://h:8786", "inproc://x/1/2"])
 def test_every_cluster_choose_cluster_knows_is_accepted(cluster: str) -> None:
     assert Settings.resolve(cluster=cluster, env={}).cluster == cluster
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            {"source": "ftp://host/tlc"},
+            "--source / TAXI_ASSETS_SOURCE: ftp://host/tlc: no reader for ftp:// sources; use a local directory, "
+            "s3://bucket/prefix or an http(s)://.../fhvhv_tripdata_{key}.parquet template",
+        ),
+        (
+            {"source": "/data/tlc/fhvhv_tripdata_{key}.parquet"},
+            "--source / TAXI_ASSETS_SOURCE: /data/tlc/fhvhv_tripdata_{key}.parquet: a {key} template is for http(s) "
+            "sources; a local or s3:// source is the directory holding the fhvhv_tripdata_YYYY-MM.parquet files "
+            "(here, probably /data/tlc)",
+        ),
+        (
+            {"sink": "gs://bucket/wh"},
+            "--sink / TAXI_ASSETS_SINK: gs://bucket/wh: no writer for gs:// sinks; use a local directory or "
+            "s3://bucket/prefix",
+        ),
+    ],
+    ids=["unknown-source-scheme", "local-key-template", "unknown-sink-scheme"],
+)
+def test_a_location_nothing_here_can_read_or_write_is_refused_with_what_works(given, expected) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(**given, env={})
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "sink"),
+    [
+        ("s3://tlc/fhvhv", "s3://wh/fhvhv"),
+        ("https://d37ci6vzurychx.cloudfront.net/trip-data/fhvhv_tripdata_{key}.parquet", "file:///data/wh"),
+        ("file:///data/tlc", "/data/wh"),
+    ],
+)
+def test_every_location_the_readers_and_writers_know_is_accepted(source: str, sink: str) -> None:
+    cfg = Settings.resolve(source=source, sink=sink, env={})
+    assert (cfg.source, cfg.sink) == (source, sink)
