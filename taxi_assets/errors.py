@@ -6,6 +6,7 @@ exceptions from workers back to the flow. No message ever contains a credential.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from partitions.errors import Transient
@@ -128,13 +129,22 @@ class PartitionsFailed(TaxiAssetsError):
 
     exit_code: ClassVar[int] = 6
 
-    def __init__(self, failures: dict[str, str]) -> None:
-        super().__init__(failures)
+    def __init__(self, failures: dict[str, str], rejected: Sequence[str] = ()) -> None:
+        super().__init__(failures, tuple(rejected))
         self.failures = failures
+        self.rejected = sorted(m for m in rejected if m in failures)  # their files were refused as published
 
     def __str__(self) -> str:
         lines = "; ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))
-        return f"{len(self.failures)} month(s) failed ({lines}); the next incremental run retries them"
+        after = []
+        if self.rejected:
+            after.append(
+                f"{', '.join(self.rejected)} left alone until the file or the code changes "
+                "(`--partitions` forces a month)"
+            )
+        if len(self.rejected) < len(self.failures):
+            after.append("the next incremental run retries " + ("the others" if self.rejected else "them"))
+        return f"{len(self.failures)} month(s) failed ({lines}); " + "; ".join(after)
 
 
 class QueryFailed(TaxiAssetsError):

@@ -219,6 +219,7 @@ class MonthResult:
     summary_error: str = ""  # why it did not: the month is fine, the run's daily-summary step rebuilds it
     commits: dict[str, int | float] = field(default_factory=dict)  # CommitStats.as_dict() of its sink commits
     built_by: str = ""  # another run's id when that run built this month from the same bytes while this one waited
+    rejected: bool = False  # failed because its file was refused (SourceRejected): left alone until it changes
 
 
 def _now() -> str:

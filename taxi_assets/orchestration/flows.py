@@ -50,7 +50,7 @@ from taxi_assets.assets.trips import (
     run_month,
 )
 from taxi_assets.assets.zones import materialize_zones, zones_uri
-from taxi_assets.errors import ConfigurationError, PartitionsFailed
+from taxi_assets.errors import ConfigurationError, PartitionsFailed, SourceRejected
 from taxi_assets.model.intents import Intent
 from taxi_assets.orchestration import progress
 from taxi_assets.orchestration.cluster import (
@@ -246,7 +246,9 @@ def materialize_months(
             # The first line: a library's message may carry more (delta-rs appends a Rust backtrace when
             # RUST_BACKTRACE is set); the whole of it is in the task's log.
             cause = (cause.strip().splitlines() or [""])[0]
-            out.append(MonthResult(partition=f.partition, ok=False, error=cause))
+            out.append(
+                MonthResult(partition=f.partition, ok=False, error=cause, rejected=isinstance(err, SourceRejected))
+            )
     return out
 
 
@@ -561,5 +563,5 @@ def fhvhv_pipeline(
         logger.info("commits under contention: %s", summary.commits)
     _publish_summary(cfg, summary)
     if failures:
-        raise PartitionsFailed(failures)
+        raise PartitionsFailed(failures, rejected=[r.partition for r in results if r.rejected])
     return summary

@@ -10,6 +10,7 @@ from partitions.errors import (
     PartitionMismatch,
     PartitionsError,
     SourceListingError,
+    TableLogDamaged,
     Transient,
 )
 from partitions.records import (
@@ -86,6 +87,7 @@ ERRORS = [
     SourceListingError("s3://bucket/prefix", "timeout"),
     CommitConflictExhausted("s3://bucket/table", "2019-02", 5),
     PartitionMismatch("2019-02", "month", "'2019-03'"),
+    TableLogDamaged("s3://bucket/table", "2019-02", "Unterminated string starting at", "_delta_log/x.json line 3"),
 ]
 
 
@@ -100,8 +102,8 @@ def test_errors_pickle_with_their_facts_and_end_with_a_next_step(error):
 
 
 def test_exit_codes_and_the_transient_marker():
-    assert [e.exit_code for e in ERRORS] == [2, 3, 3, 4, 2]
-    assert [isinstance(e, Transient) for e in ERRORS] == [False, False, True, False, False]
+    assert [e.exit_code for e in ERRORS] == [2, 3, 3, 4, 2, 2]
+    assert [isinstance(e, Transient) for e in ERRORS] == [False, False, True, False, False, False]
 
 
 def test_a_rejected_record_round_trips_and_old_statuses_parse_unchanged():

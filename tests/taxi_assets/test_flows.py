@@ -189,6 +189,8 @@ def test_a_failing_month_fails_only_itself_and_the_next_run_retries_it(
     assert state.is_failed()
     assert "2019-03" in state.message, state.message
     assert "UnreadableSource" in state.message
+    assert "2019-03 left alone until the file or the code changes" in state.message  # not "retries them"
+    assert "retries" not in state.message
     assert "2019-02" not in state.message
     assert "2019-04" not in state.message
     for month in ("2019-02", "2019-04"):  # the other months are committed, rows conserved

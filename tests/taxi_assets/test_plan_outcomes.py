@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -114,6 +115,10 @@ def test_a_second_run_over_an_unchanged_adversarial_source_commits_nothing_and_e
     assert sorted(first.value.failures) == ["2019-04", "2019-05"]
     assert "UnreadableSource" in first.value.failures["2019-04"]
     assert "SourceSchemaMismatch" in first.value.failures["2019-05"]
+    assert first.value.rejected == ["2019-04", "2019-05"]  # refused as published: not "the next run retries"
+    assert str(first.value).endswith(
+        "2019-04, 2019-05 left alone until the file or the code changes (`--partitions` forces a month)"
+    )
     for month, outcome in expected.items():  # rows lost 0 on every month that was written
         if outcome == "ok":
             source_rows = pq.ParquetFile(Path(cfg.source) / file_name(month)).metadata.num_rows
@@ -342,3 +347,14 @@ def test_may_copied_over_april_is_rejected_before_anything_is_committed(tmp_path
     (row,) = plan_months(cfg, partitions=None).rows[:1]
     assert (row.partition, row.state) == ("2019-04", PartitionState.REJECTED)
     assert "filed under the wrong month" in row.reason
+
+
+def test_a_run_failure_says_which_months_are_retried_and_which_are_left_alone() -> None:
+    failed = PartitionsFailed({"2019-04": "UnreadableSource: ...", "2019-05": "StorageUnavailable: ..."}, ["2019-04"])
+    assert str(failed).endswith(
+        "; 2019-04 left alone until the file or the code changes (`--partitions` forces a month); "
+        "the next incremental run retries the others"
+    )
+    assert str(PartitionsFailed({"2019-05": "x"})).endswith("; the next incremental run retries them")
+    copy = pickle.loads(pickle.dumps(failed))  # raised in the flow, it crosses process boundaries
+    assert (copy.failures, copy.rejected, str(copy)) == (failed.failures, failed.rejected, str(failed))
