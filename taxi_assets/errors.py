@@ -7,7 +7,7 @@ exceptions from workers back to the flow. No message ever contains a credential.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from partitions.errors import Transient
 
@@ -129,10 +129,13 @@ class PartitionsFailed(TaxiAssetsError):
 
     exit_code: ClassVar[int] = 6
 
-    def __init__(self, failures: dict[str, str], rejected: Sequence[str] = ()) -> None:
-        super().__init__(failures, tuple(rejected))
+    def __init__(
+        self, failures: dict[str, str], rejected: Sequence[str] = (), summary: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(failures, tuple(rejected), summary)
         self.failures = failures
         self.rejected = sorted(m for m in rejected if m in failures)  # their files were refused as published
+        self.summary = summary  # the run's summary (RunSummary.as_dict()): what `run --json` prints even so
 
     def __str__(self) -> str:
         lines = "; ".join(f"{k}: {v}" for k, v in sorted(self.failures.items()))

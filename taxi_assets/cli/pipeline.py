@@ -6,6 +6,7 @@ Prefect is imported only when ``run`` has work: a run with nothing stale plans, 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 
 from partitions.delta_log import read_records
@@ -110,7 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 intent=args.intent, partitions=partitions, source=cfg.source, sink=cfg.sink, cluster=cfg.cluster
             )
     except PartitionsFailed as exc:
-        out.print(f"[red]{exc}[/]")
+        if args.json:  # stdout stays one JSON document (the summary, its failed months and their errors)
+            print_json(exc.summary if exc.summary is not None else {"failed": sorted(exc.failures)})
+            print(f"taxi-assets: {exc}", file=sys.stderr)
+        else:
+            out.print(f"[red]{exc}[/]")
         return exc.exit_code
     if args.json:
         print_json(summary.as_dict())

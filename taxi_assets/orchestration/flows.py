@@ -492,7 +492,7 @@ def fhvhv_pipeline(
         summary.seconds = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
         if unavailable:
-            raise PartitionsFailed(unavailable)
+            raise PartitionsFailed(unavailable, summary=summary.as_dict())
         return summary
 
     for row in stale:
@@ -504,7 +504,7 @@ def fhvhv_pipeline(
         summary.failed = sorted({*unusable, *unavailable})
         summary.seconds = round(time.perf_counter() - t0, 2)
         _publish_summary(cfg, summary)
-        raise PartitionsFailed({**unusable, **unavailable})
+        raise PartitionsFailed({**unusable, **unavailable}, summary=summary.as_dict())
     spec = choose_cluster(
         cfg.cluster, month_sizes=[f.size for f in files], coiled=cfg.coiled, name=f"taxi-assets-{run_id}"
     )
@@ -563,5 +563,7 @@ def fhvhv_pipeline(
         logger.info("commits under contention: %s", summary.commits)
     _publish_summary(cfg, summary)
     if failures:
-        raise PartitionsFailed(failures, rejected=[r.partition for r in results if r.rejected])
+        raise PartitionsFailed(
+            failures, rejected=[r.partition for r in results if r.rejected], summary=summary.as_dict()
+        )
     return summary

@@ -358,3 +358,25 @@ def test_a_run_failure_says_which_months_are_retried_and_which_are_left_alone() 
     assert str(PartitionsFailed({"2019-05": "x"})).endswith("; the next incremental run retries them")
     copy = pickle.loads(pickle.dumps(failed))  # raised in the flow, it crosses process boundaries
     assert (copy.failures, copy.rejected, str(copy)) == (failed.failures, failed.rejected, str(failed))
+
+
+@pytest.mark.integration
+def test_run_json_with_a_failed_month_still_prints_one_json_summary_and_the_line_on_stderr(
+    tmp_path, dask_address, capsys
+):
+    cfg = local_settings(tmp_path)
+    write_months(cfg.source, ["2019-02"], rows=2_000)
+    (Path(cfg.source) / file_name("2019-03")).write_bytes(b"<html>not parquet</html>" * 40)
+    capsys.readouterr()
+    code = main(["run", "--json", "--source", cfg.source, "--sink", cfg.sink, "--cluster", dask_address])
+    out, err = capsys.readouterr()
+    assert code == PartitionsFailed.exit_code == 6
+    summary = json.loads(out)  # before: the failure line, wrapped, instead of JSON
+    assert summary["failed"] == ["2019-03"]
+    assert summary["written"] == ["2019-02"]
+    by_month = {r["partition"]: r for r in summary["results"]}
+    assert by_month["2019-03"]["rejected"] is True
+    assert by_month["2019-03"]["error"].startswith("UnreadableSource: 2019-03: ")
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("taxi-assets: 1 month(s) failed (2019-03: UnreadableSource:")
