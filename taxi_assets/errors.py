@@ -45,6 +45,27 @@ class SourceRejected(TaxiAssetsError):
         return f"{self.partition}: {self.path}: {self.problem}{tail}"
 
 
+class SourceChanged(TaxiAssetsError):
+    """The month's file changed between the plan and the end of its read; nothing of the month was committed.
+
+    S3 and HTTP reads are ranges of the object by name, not pinned to the ETag the plan saw, so a file replaced
+    mid-read can hand the reader bytes of both versions. Not a rejection (the new file may be fine) and not
+    retried in this run (a retry reads under the same plan): the next run plans the month from the new file.
+    """
+
+    exit_code: ClassVar[int] = 3
+
+    def __init__(self, partition: str, path: str, planned: str, now: str) -> None:
+        super().__init__(partition, path, planned, now)
+        self.partition, self.path, self.planned, self.now = partition, path, planned, now
+
+    def __str__(self) -> str:
+        return (
+            f"{self.partition}: {self.path} changed while it was read (planned {self.planned}, now {self.now}); "
+            "nothing of the month was committed: run again, the next plan takes the new file"
+        )
+
+
 class UnreadableSource(SourceRejected):
     """The file is not a readable parquet file (empty, truncated, an HTML error page, a corrupt page)."""
 

@@ -25,8 +25,11 @@ import pyarrow as pa
 from partitions.overwrite import CommitStats, commit_files
 from partitions.records import MaterializationRecord
 from partitions.source import SourceFile
+from partitions.storage_errors import display_uri
+from taxi_assets.errors import SourceChanged
 from taxi_assets.io.parquet_files import WriteLayout, recycling_memory_pool
 from taxi_assets.io.reader import MonthReader
+from taxi_assets.io.sources import fingerprint_now
 from taxi_assets.io.threads import ThreadShare, ensure_thread_share
 from taxi_assets.io.writer_pool import PartitionWriter
 from taxi_assets.model.daily_aggregation import StreamSummary
@@ -136,6 +139,9 @@ def write_month(
         summary_rows = summary.result()
         if rows_clean + rows_bad != stats.rows:  # split() conserves rows by construction; never commit otherwise
             raise RuntimeError(f"{month}: {stats.rows} rows read but {rows_clean} + {rows_bad} written")
+        current = fingerprint_now(source, cfg)  # inside the block: raising here removes the files just written
+        if current is not None and current != source.fingerprint:
+            raise SourceChanged(month, display_uri(source.uri), source.fingerprint, current)
     streamed = time.perf_counter() - t0
     root = cfg.trips_uri.rstrip("/")
     audited = dict(audit([f"{root}/{add.path}" for add in t_adds])) if audit is not None else {}

@@ -47,6 +47,23 @@ def list_months(cfg: Settings, *, today: date | None = None, keys: Iterable[str]
         raise ConfigurationError("--source / TAXI_ASSETS_SOURCE", str(exc)) from None
 
 
+def fingerprint_now(source: SourceFile, cfg: Settings) -> str | None:
+    """What the source says of ``source``'s file now (one S3 listing or one HTTP HEAD), for a read to compare with
+    the fingerprint its plan saw; ``"gone"`` when the file is no longer listed.
+
+    None when there is nothing to compare: a local file (the reader holds the one it opened; a file replaced by
+    a rename is still read whole from the old inode) or a source that did not answer this once (the read itself
+    succeeded; the check is a safeguard, not a reason to fail a month).
+    """
+    if "://" not in source.uri or source.uri.startswith("file://"):
+        return None
+    listing = list_months(cfg, keys=[source.partition])
+    found = listing.files.get(source.partition)
+    if found is not None:
+        return found.fingerprint
+    return None if source.partition in listing.unavailable else "gone"
+
+
 def file_name(month: str) -> str:
     return f"fhvhv_tripdata_{month}.parquet"
 
