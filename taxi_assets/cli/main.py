@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink: str | None = None
     try:
         handler = _handler(args.handler) if isinstance(args.handler, str) else args.handler
-        with stop_on_signals(), _named_errors_without_traceback(enabled=not args.debug):
+        with stop_on_signals(command=args.command), _named_errors_without_traceback(enabled=not args.debug):
             if hasattr(args, "sink"):
                 sink = Settings.resolve(sink=args.sink).sink
                 preflight_sink(sink)  # a sink path through a file: one line, before anything reads or writes

@@ -52,9 +52,25 @@ def end_children(grace: float = GRACE_SECONDS) -> list[int]:
     return [k.pid for k in kids]
 
 
+# What a stop leaves behind, by command (a command not named changes nothing).
+_MONTHS_LEFT: Final = (
+    "nothing partial was committed (a month still being written is in no table version); run the command again to "
+    "finish"
+)
+LEFT_BEHIND: Final = {
+    "run": _MONTHS_LEFT,
+    "materialize": _MONTHS_LEFT,
+    "demo": _MONTHS_LEFT,
+    "synth": "every month file written so far is whole (each appears at once); run the command again to finish",
+    "report": "no report was written (it appears whole or not at all); run the command again",
+}
+NOTHING_CHANGED: Final = "nothing was changed"
+
+
 class _Stopper:
-    def __init__(self, prog: str) -> None:
+    def __init__(self, prog: str, left_behind: str) -> None:
         self.prog = prog
+        self.left_behind = left_behind
         self.once = threading.Lock()
 
     def stop(self, signum: int) -> None:
@@ -72,10 +88,7 @@ class _Stopper:
             os.dup2(devnull, 2)
         end_children()
         with contextlib.suppress(Exception):
-            line = (
-                f"{self.prog}: stopped by {name}: nothing partial was committed (a month still being written is in "
-                "no table version); run the command again to finish\n"
-            )
+            line = f"{self.prog}: stopped by {name}: {self.left_behind}\n"
             os.write(err, line.encode())
         os._exit(128 + signum)
 
@@ -98,12 +111,15 @@ class _Stopper:
 
 
 @contextlib.contextmanager
-def stop_on_signals(prog: str = "taxi-assets") -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM stop the command as described above; handlers restored after."""
+def stop_on_signals(prog: str = "taxi-assets", command: str = "") -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM stop the command as described above; handlers restored after.
+
+    ``command`` chooses the line's second half: what a stop of that command leaves behind (:data:`LEFT_BEHIND`).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopper = _Stopper(prog)
+    stopper = _Stopper(prog, LEFT_BEHIND.get(command, NOTHING_CHANGED))
     previous = {sig: signal.getsignal(sig) for sig in STOPPING_SIGNALS}
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)

@@ -3,10 +3,16 @@ against real Delta tables written by the month step."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from analysts_warehouse import build_warehouse
 from builders import local_settings
@@ -149,3 +155,26 @@ def test_the_notebook_is_stored_without_outputs_and_takes_only_sink_and_months()
 
 def test_the_notebook_lives_where_render_report_looks():
     assert NOTEBOOK == Path(__file__).resolve().parents[2] / "taxi_assets" / "analysts" / "quality_report.ipynb"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_report_stops_its_kernel_writes_no_file_and_says_so(warehouse, tmp_path) -> None:
+    output = tmp_path / "reports" / "quality.html"
+    command = [sys.executable, "-m", "taxi_assets", "report", "--sink", warehouse.sink, "--output", str(output)]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, kernel = time.monotonic() + 120, None
+    while kernel is None and time.monotonic() < deadline and run.poll() is None:  # the notebook's kernel runs
+        kids = psutil.Process(run.pid).children(recursive=True)
+        kernel = next((k for k in kids if "ipykernel" in " ".join(k.cmdline())), None)
+        time.sleep(0.2)
+    assert kernel is not None, "no kernel started"
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal sends
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == (
+        "taxi-assets: stopped by SIGINT: no report was written (it appears whole or not at all); run the command again"
+    )
+    assert "Traceback" not in err
+    assert not output.exists()
+    assert not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE
