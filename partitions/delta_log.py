@@ -30,7 +30,7 @@ from typing import Any, Final
 from partitions._storage import fsspec_for, write_atomically
 from partitions.errors import TableLogDamaged
 from partitions.records import MaterializationRecord, PartitionHistory, fold_records
-from partitions.storage_errors import storage_errors_named
+from partitions.storage_errors import display_uri, storage_errors_named
 
 LOG_DIR: Final = "_delta_log"
 STATE_DIR: Final = "_partitions_state"
@@ -72,7 +72,7 @@ def read_state(
         try:
             return _read_state(table_uri, up_to, storage_options)
         except _DamagedCommit as damaged:
-            raise TableLogDamaged(table_uri, "", damaged.reason, damaged.where) from None
+            raise TableLogDamaged(display_uri(table_uri), "", damaged.reason, damaged.where) from None
 
 
 def _read_state(table_uri: str, up_to: int | None, storage_options: Mapping[str, str] | None) -> LogState:

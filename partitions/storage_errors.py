@@ -53,9 +53,9 @@ from partitions.errors import PartitionsError, StorageAccessDenied, StorageUnava
 
 FailureKind = Literal["unavailable", "denied", "rejected"]
 
-# pyarrow's S3 error codes (Aws::S3::S3Errors / Aws::Client::CoreErrors names), upper case as pyarrow prints them.
 # delta-rs's words for a log it could not parse (a commit that is not JSON, a checkpoint that is not Parquet)
 _LOG_DAMAGE = re.compile(r"json error|invalid json|failed to parse|parquet error|unexpected end", re.IGNORECASE)
+# pyarrow's S3 error codes (Aws::S3::S3Errors / Aws::Client::CoreErrors names), upper case as pyarrow prints them.
 _AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))? during (\w+) operation")
 _PYARROW_DENIED: Final = frozenset(
     (

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from partitions.errors import SourceNotFound
+from partitions.errors import SourceListingError, SourceNotFound, StorageUnavailable
 from partitions.keys import MonthlyPartitions, month_range
 from partitions.listing import filesystem_for, list_source
 from partitions.source import Listing, SourceFile
@@ -57,7 +57,10 @@ def fingerprint_now(source: SourceFile, cfg: Settings) -> str | None:
     """
     if "://" not in source.uri or source.uri.startswith("file://"):
         return None
-    listing = list_months(cfg, keys=[source.partition])
+    try:
+        listing = list_months(cfg, keys=[source.partition])
+    except (SourceListingError, StorageUnavailable):  # no answer this once: the read itself succeeded
+        return None
     found = listing.files.get(source.partition)
     if found is not None:
         return found.fingerprint

@@ -9,15 +9,28 @@ parts: a moto S3 server in its own process, real Delta tables; the replacement i
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from reliability_cases import MONTH, materialize, month_rows, published_month, put_source, s3_settings, version
+from reliability_cases import (
+    MONTH,
+    materialize,
+    month_rows,
+    published_month,
+    put_source,
+    s3_settings,
+    version,
+    write_file,
+)
 
 from taxi_assets.assets.trips import new_run_id, plan_months, run_month
 from taxi_assets.errors import SourceChanged
 from taxi_assets.io import reader as reader_module
 from taxi_assets.model.cleaning import Split
+from taxi_assets.settings import Settings
 
 pytestmark = [pytest.mark.integration]
 
@@ -58,3 +71,39 @@ def test_a_month_replaced_during_its_read_is_not_committed_and_the_next_run_take
     assert [r.partition for r in again.stale] == [MONTH]  # source changed since the last success
     materialize(cfg, MONTH)
     assert month_rows(cfg, "trips", MONTH) + month_rows(cfg, "quarantine", MONTH) == third.num_rows
+
+
+def _file_server() -> type:
+    """The partitions tests' scripted HTTP file server (a module beside those tests, not a package)."""
+    path = Path(__file__).parents[1] / "partitions" / "network_cases.py"
+    spec = importlib.util.spec_from_file_location("network_cases", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("network_cases", module)
+    spec.loader.exec_module(module)
+    return module.FileServer  # type: ignore[no-any-return]
+
+
+def test_a_source_that_does_not_answer_the_check_after_a_complete_read_does_not_fail_the_month(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "site"
+    table = published_month(MONTH, 800, seed=4)
+    write_file(root, MONTH, table)
+    with _file_server()(root) as server:
+        cfg = Settings.resolve(
+            source=server.url("fhvhv_tripdata_{key}.parquet"), sink=str(tmp_path / "warehouse"), env={}
+        )
+        plan = plan_months(cfg, partitions=[MONTH])
+        batches = reader_module.MonthReader.batches
+
+        def source_silent_once_read(self: reader_module.MonthReader) -> Iterator[Split]:
+            yield from batches(self)
+            server.script[MONTH] = [503] * 100  # every request for the month from now on: the check's HEADs
+
+        monkeypatch.setattr(reader_module.MonthReader, "batches", source_silent_once_read)
+        result = run_month(plan.listing.files[MONTH], cfg, run_id=new_run_id(), code_version=plan.code_version)
+        assert server.seen[MONTH] >= 1  # the check asked, and got 503s
+    assert result.ok
+    assert month_rows(cfg, "trips", MONTH) + month_rows(cfg, "quarantine", MONTH) == table.num_rows
