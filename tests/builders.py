@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -45,3 +48,16 @@ def source_rows(path: str) -> int:
 def table_version(cfg: Settings, table: str = "trips") -> int:
     uri = f"{cfg.sink}/{table}"
     return DeltaTable(uri, storage_options=cfg.storage_options(uri)).version()
+
+
+def network_cases() -> ModuleType:
+    """The partitions tests' misbehaving network peers (``tests/partitions/network_cases.py``: a module beside
+    those tests, not a package), for tests elsewhere that need its scripted HTTP file server."""
+    path = Path(__file__).parent / "partitions" / "network_cases.py"
+    spec = importlib.util.spec_from_file_location("network_cases", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("network_cases", module)
+    spec.loader.exec_module(module)
+    return module

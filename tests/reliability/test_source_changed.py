@@ -9,12 +9,11 @@ parts: a moto S3 server in its own process, real Delta tables; the replacement i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import network_cases
 from reliability_cases import (
     MONTH,
     materialize,
@@ -73,25 +72,13 @@ def test_a_month_replaced_during_its_read_is_not_committed_and_the_next_run_take
     assert month_rows(cfg, "trips", MONTH) + month_rows(cfg, "quarantine", MONTH) == third.num_rows
 
 
-def _file_server() -> type:
-    """The partitions tests' scripted HTTP file server (a module beside those tests, not a package)."""
-    path = Path(__file__).parents[1] / "partitions" / "network_cases.py"
-    spec = importlib.util.spec_from_file_location("network_cases", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("network_cases", module)
-    spec.loader.exec_module(module)
-    return module.FileServer  # type: ignore[no-any-return]
-
-
 def test_a_source_that_does_not_answer_the_check_after_a_complete_read_does_not_fail_the_month(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "site"
     table = published_month(MONTH, 800, seed=4)
     write_file(root, MONTH, table)
-    with _file_server()(root) as server:
+    with network_cases().FileServer(root) as server:
         cfg = Settings.resolve(
             source=server.url("fhvhv_tripdata_{key}.parquet"), sink=str(tmp_path / "warehouse"), env={}
         )

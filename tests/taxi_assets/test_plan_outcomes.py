@@ -6,19 +6,17 @@ HTTP source a real HTTP server over a directory with scripted faults (``tests/pa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from builders import local_settings, month_rows, write_months
+from builders import local_settings, month_rows, network_cases, write_months
 from deltalake import DeltaTable
 
 from partitions.staleness import PartitionState
@@ -30,20 +28,7 @@ from taxi_assets.settings import Settings
 from taxi_assets.synth import generate_month
 from taxi_assets.synth.writer import file_name
 
-
-def _network_cases():
-    """The partitions tests' scripted HTTP server (a module beside those tests, not a package)."""
-    path = Path(__file__).parents[1] / "partitions" / "network_cases.py"
-    spec = importlib.util.spec_from_file_location("network_cases", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("network_cases", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-FileServer = _network_cases().FileServer
+FileServer = network_cases().FileServer
 TABLES = ("trips", "quarantine", "checks", "daily_summary")
 
 
