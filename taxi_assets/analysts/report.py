@@ -13,6 +13,7 @@ Plot style lives here too, so every figure shares one palette.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import os
@@ -39,7 +40,11 @@ KERNEL_NAME: Final = "taxi-assets-report"
 PALETTE: Final = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 COMPANY_COLORS: Final = {"Uber": "#0072B2", "Lyft": "#CC79A7", "Via": "#009E73", "Juno": "#E69F00"}
 _EXTERNAL_SCRIPT: Final = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
-_IMG: Final = re.compile(r'<img alt="[^"]*" class="[^"]*" src="(data:image/png;base64,[^"]*)"')
+# A section heading (its text, anchor link and all) or a figure nbconvert inlined, in document order.
+_HEADING_OR_FIGURE: Final = re.compile(
+    r'<h([1-4])[^>]*>(?P<title>.*?)</h\1>|<img alt="[^"]*" class="[^"]*" src="(?P<src>data:image/png;base64,[^"]*)"',
+    re.DOTALL,
+)
 
 
 def apply_style() -> None:
@@ -141,8 +146,28 @@ def export_html(notebook: Path) -> str:
         embed_images=True,
     )
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
-    body = _IMG.sub(r'<img src="\1" alt="report figure"', body)  # nbconvert's alt says "no description"
-    return _EXTERNAL_SCRIPT.sub("", body)
+    return _EXTERNAL_SCRIPT.sub("", describe_figures(body))
+
+
+def describe_figures(body: str) -> str:
+    """Give each figure an alternative text naming the section it illustrates and its place there.
+
+    nbconvert writes "No description has been provided for this image" (and warns), which tells a screen
+    reader nothing; every figure of the report sits under the heading of the section it belongs to.
+    """
+    section, seen = "the report", 0
+
+    def named(match: re.Match[str]) -> str:
+        nonlocal section, seen
+        if match["src"] is None:
+            title = html.unescape(re.sub(r"<[^>]+>", "", match["title"])).replace("\u00b6", "").strip()
+            section, seen = title or section, 0
+            return match[0]
+        seen += 1
+        alt = html.escape(f"Figure {seen} of the section \u201c{section}\u201d", quote=True)
+        return f'<img src="{match["src"]}" alt="{alt}"'
+
+    return _HEADING_OR_FIGURE.sub(named, body)
 
 
 @contextmanager

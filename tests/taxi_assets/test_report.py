@@ -100,6 +100,18 @@ def test_the_health_grid_shows_each_month_and_asset_state(report_html):
 
 
 @pytest.mark.slow
+def test_every_figure_says_which_section_it_illustrates(report_html):
+    alts = re.findall(r'<img src="data:image/png;base64,[^"]*" alt="([^"]*)"', report_html)
+    assert len(alts) == report_html.count("<img ")  # every figure, none left with nbconvert's "no description"
+    assert len(alts) >= 4
+    for alt in alts:
+        match = re.fullmatch(r"Figure \d+ of the section \u201c(.+)\u201d", alt)
+        assert match, alt
+        assert match[1] in SECTIONS, alt
+    assert "Figure 1 of the section \u201cQuarantine: rate per month and per rule\u201d" in alts
+
+
+@pytest.mark.slow
 def test_rates_rules_and_history_are_readable(report_html):
     rules = section(report_html, "Quarantine: rate per month and per rule")
     for rule in RULE_NAMES:  # every rule, also those that never fired
