@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import logging
 import os
 import re
 import sys
@@ -138,7 +139,11 @@ def export_html(notebook: Path) -> str:
     import nbformat  # imported here for the same reason as papermill
     from nbconvert import HTMLExporter
 
+    # nbconvert warns that the figures have no alternative text; describe_figures gives them one below.
+    quiet = logging.getLogger("taxi_assets.analysts.nbconvert")
+    quiet.setLevel(logging.ERROR)
     exporter = HTMLExporter(
+        log=quiet,
         template_name="lab",
         exclude_input=True,
         exclude_input_prompt=True,

@@ -3,6 +3,7 @@ against real Delta tables written by the month step."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -109,6 +110,14 @@ def test_every_figure_says_which_section_it_illustrates(report_html):
         assert match, alt
         assert match[1] in SECTIONS, alt
     assert "Figure 1 of the section \u201cQuarantine: rate per month and per rule\u201d" in alts
+
+
+@pytest.mark.slow
+def test_the_report_renders_without_nbconverts_missing_alternative_text_warning(warehouse, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        render_report(warehouse.sink, tmp_path / "quality.html", months="2019-02")
+    assert not [r.getMessage() for r in caplog.records if "Alternative text" in r.getMessage()]
+    assert 'alt="Figure 1 of the section' in (tmp_path / "quality.html").read_text()
 
 
 @pytest.mark.slow
