@@ -213,12 +213,13 @@ def open_table(
         try:
             return DeltaTable(table_uri, version=version, storage_options=options)
         except DeltaError as exc:
-            if not _LOG_DAMAGE.search(str(exc).split("\n", 1)[0]):
+            said = str(exc).split("\n", 1)[0].strip()  # delta-rs may append a Rust backtrace
+            if not _LOG_DAMAGE.search(said):
                 raise
             from partitions.delta_log import damaged_commit  # it reads the log through this module
 
             where, reason = damaged_commit(table_uri, storage_options=storage_options)
-            detail = reason or "delta-rs: " + str(exc).split("\n", 1)[0].strip()
+            detail = reason or f"delta-rs: {said}"
             raise TableLogDamaged(display_uri(table_uri), partition, detail, where) from None
 
 

@@ -218,7 +218,7 @@ class Settings:
         return cls(
             source=_source(source or env.get(ENV_SOURCE) or DEFAULT_SOURCE),
             sink=_sink(sink or env.get(ENV_SINK) or DEFAULT_SINK),
-            cluster=_cluster(cluster or env.get(ENV_CLUSTER) or "local"),
+            cluster=checked_cluster(cluster or env.get(ENV_CLUSTER) or "local"),
             s3=creds,
             source_anonymous=anonymous,
             aws_block=block_name,
@@ -309,8 +309,9 @@ def _sink(uri: str) -> str:
     return _norm(uri)
 
 
-def _cluster(value: str) -> str:
-    """A cluster setting ``choose_cluster`` knows, refused here: found before Prefect and an API server start."""
+def checked_cluster(value: str) -> str:
+    """``value`` when it is a cluster setting ``choose_cluster`` knows; refused when the settings are resolved, so a
+    typo is found before Prefect and an API server start."""
     if value in CLUSTER_KINDS or value.startswith(CLUSTER_ADDRESS_SCHEMES):
         return value
     raise ConfigurationError(

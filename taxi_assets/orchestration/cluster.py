@@ -35,7 +35,7 @@ import psutil
 
 from taxi_assets.errors import ClusterUnavailable, CoiledTokenMissing, ConfigurationError
 from taxi_assets.io.threads import WORKER_THREADS_ENV, ThreadShare, apply_thread_share, cores_from_env, usable_cores
-from taxi_assets.settings import CLUSTER_ADDRESS_SCHEMES, CoiledOptions, Settings
+from taxi_assets.settings import CLUSTER_ADDRESS_SCHEMES, CoiledOptions, Settings, checked_cluster
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner
@@ -48,7 +48,6 @@ MIN_MONTH_MEMORY: Final = 1 * GiB
 MIN_COILED_WORKER_GIB: Final = 8
 # Share of this machine's memory the local workers may use; the rest is for the flow process and the OS.
 LOCAL_MEMORY_SHARE: Final = 0.8
-ADDRESS_SCHEMES: Final = CLUSTER_ADDRESS_SCHEMES
 SCHEDULER_PROBE_SECONDS: Final = 10.0  # a TCP connect to a live scheduler takes milliseconds, even across regions
 
 COILED_TOKEN_ENV: Final = "DASK_COILED__TOKEN"
@@ -119,19 +118,16 @@ def choose_cluster(
         ConfigurationError: nothing is stale (no cluster is ever started for a no-op run), or an unknown
             setting.
     """
+    setting = checked_cluster(setting)  # the one check of the setting (Settings.resolve made it already)
     months = len(month_sizes)
     if months < 1:
         raise ConfigurationError("cluster", "no cluster is started for a run with nothing stale")
-    if setting.startswith(ADDRESS_SCHEMES):
+    if setting.startswith(CLUSTER_ADDRESS_SCHEMES):
         return ClusterSpec(kind="address", address=setting, reason=f"existing scheduler at {setting}")
     need = month_memory(month_sizes)
     if setting == "local":
         return _local(months, need, cores or os.cpu_count() or 1, memory_bytes or psutil.virtual_memory().total)
-    if setting == "coiled":
-        return _coiled(months, need, coiled or CoiledOptions(), name)
-    raise ConfigurationError(
-        "cluster", f"unknown cluster {setting!r}; use 'local', 'coiled' or a scheduler address like tcp://host:8786"
-    )
+    return _coiled(months, need, coiled or CoiledOptions(), name)  # checked_cluster left only "coiled"
 
 
 def _local(months: int, need: int, cores: int, memory_bytes: int) -> ClusterSpec:
@@ -303,7 +299,7 @@ def preflight_scheduler(address: str, *, timeout: float = SCHEDULER_PROBE_SECOND
     Raises:
         ClusterUnavailable: the connection was refused, timed out or the host does not resolve.
     """
-    if not address.startswith(ADDRESS_SCHEMES) or address.startswith("inproc://"):
+    if not address.startswith(CLUSTER_ADDRESS_SCHEMES) or address.startswith("inproc://"):
         return
     parts = urlsplit(address)
     if not parts.hostname or parts.port is None:
