@@ -1,6 +1,6 @@
 """Generic partitioned-asset engine whose state lives in the Delta transaction log."""
 
-from partitions._storage import NETWORK_TIMEOUT_ENV, delta_storage_options, network_timeout
+from partitions._storage import NETWORK_TIMEOUT_ENV, delta_storage_options, is_local, network_timeout
 from partitions.code_version import code_version
 from partitions.delta_log import (
     LogState,
@@ -90,6 +90,7 @@ __all__ = [
     "delta_storage_options",
     "filesystem_for",
     "find_record",
+    "is_local",
     "is_storage_unavailable",
     "list_http",
     "list_source",

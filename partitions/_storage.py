@@ -62,6 +62,11 @@ def is_s3(uri: str) -> bool:
     return uri.startswith(S3_SCHEMES)
 
 
+def is_local(uri: str) -> bool:
+    """A path on this machine's file system: no scheme, or ``file://``."""
+    return "://" not in uri or uri.startswith("file://")
+
+
 def _options(storage_options: Mapping[str, str] | None) -> dict[str, str]:
     return {key.upper(): str(value) for key, value in (storage_options or {}).items()}
 
@@ -130,7 +135,7 @@ def fsspec_for(
         kwargs.setdefault("client_kwargs", {"timeout": http_client_timeout(timeout)})
         fs, path = fsspec.core.url_to_fs(uri, **kwargs)
         return fs, str(path).rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
+    if not is_local(uri):
         fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
         return fs, str(path).rstrip("/")
     path = uri.removeprefix("file://")
@@ -157,7 +162,7 @@ def delta_storage_options(
     left as they are.
     """
     options = dict(storage_options or {})
-    if "://" not in uri or uri.startswith("file://"):
+    if is_local(uri):
         return options
     millis = round(network_timeout(timeout) * 1000)
     given = {key.lower() for key in options}

@@ -16,6 +16,7 @@ from functools import partial
 
 from deltalake.exceptions import DeltaError
 
+from partitions import is_local
 from partitions.delta_log import read_records, read_state
 from partitions.errors import PartitionsError
 from partitions.files import missing_data_files
@@ -287,7 +288,7 @@ def _audit_republication(source: SourceFile, cfg: Settings, new_files: Sequence[
         if previous is None or not is_republication(previous, source.fingerprint):
             return {}
         t0 = time.perf_counter()
-        remote = "://" in cfg.trips_uri and not cfg.trips_uri.startswith("file://")
+        remote = not is_local(cfg.trips_uri)
         with open_connection(storage_options=opts, scope=cfg.sink, extensions=("httpfs",) if remote else ()) as con:
             audit, columns = audit_month(
                 cfg.trips_uri,

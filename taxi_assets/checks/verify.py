@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 import duckdb
 from deltalake.exceptions import DeltaError
 
+from partitions import is_local
 from partitions.errors import PartitionsError
 from partitions.keys import month_bounds
 from partitions.storage_errors import open_table
@@ -137,7 +138,7 @@ def verify_month_checks(
 def _extensions_for(*uris: str | None) -> tuple[str, ...]:
     """httpfs when a URI is remote (S3 files, an https source), else none: the checks read the committed
     partitions' files with ``read_parquet`` (:func:`taxi_assets.io.duckdb.register_partition`), not ``delta_scan``."""
-    remote = any(uri and "://" in uri and not uri.startswith("file://") for uri in uris)
+    remote = any(uri and not is_local(uri) for uri in uris)
     return ("httpfs",) if remote else ()
 
 

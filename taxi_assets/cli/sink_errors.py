@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Final
 
+from partitions import is_local
 from taxi_assets.errors import SinkFull, SinkUnusable, TaxiAssetsError
 
 FULL: Final = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -25,17 +26,13 @@ _ERRNO_IN_TEXT: Final = re.compile(r"(?:\[errno |\(os error )(\d+)", re.IGNORECA
 _NO_BUCKET: Final = re.compile(r"Bucket '([^']+)' not found|NoSuchBucket|bucket does not exist", re.IGNORECASE)
 
 
-def _is_local(sink: str) -> bool:
-    return "://" not in sink or sink.startswith("file://")
-
-
 def _local_path(sink: str) -> Path:
     return Path(sink.removeprefix("file://")).absolute()
 
 
 def preflight_sink(sink: str) -> None:
     """Refuse a local sink that is, or lies under, a file: ``SinkUnusable`` naming that file."""
-    if not _is_local(sink):
+    if not is_local(sink):
         return
     path = _local_path(sink)
     for part in (path, *path.parents):
@@ -55,7 +52,7 @@ def _errno_of(exc: OSError) -> int | None:
 
 def _about_sink(exc: OSError, sink: str) -> bool:
     text = f"{exc.filename or ''} {exc}"
-    if _is_local(sink):
+    if is_local(sink):
         return str(_local_path(sink)) in text or sink in text
     return sink.split("://", 1)[1].split("/", 1)[0] in text  # the bucket
 

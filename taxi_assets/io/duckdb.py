@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from partitions import delta_storage_options, open_table
+from partitions import delta_storage_options, is_local, open_table
 from taxi_assets.errors import QueryFailed
 from taxi_assets.io.duckdb_values import register_rows
 from taxi_assets.io.threads import current_thread_share
@@ -219,7 +219,7 @@ def register_partition(
         files = table.file_uris(file_pruning_predicate=[(column, "=", key)]) if plain else []
     except Exception as exc:  # deltalake and object_store errors have no common root; the message says why
         raise QueryFailed(table_uri, redact(_one_line(exc), opts), "check the sink URI and its credentials") from None
-    remote = "://" in table_uri and not table_uri.startswith("file://")
+    remote = not is_local(table_uri)
     if not plain or (remote and not _loaded(con, "httpfs")):
         return register_table(con, name, table_uri, schema=schema, version=version, storage_options=storage_options)
     if not files:

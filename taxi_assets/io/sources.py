@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from partitions import is_local
 from partitions.errors import SourceListingError, SourceNotFound, StorageUnavailable
 from partitions.keys import MonthlyPartitions, month_range
 from partitions.listing import filesystem_for, list_source
@@ -55,7 +56,7 @@ def fingerprint_now(source: SourceFile, cfg: Settings) -> str | None:
     a rename is still read whole from the old inode) or a source that did not answer this once (the read itself
     succeeded; the check is a safeguard, not a reason to fail a month).
     """
-    if "://" not in source.uri or source.uri.startswith("file://"):
+    if is_local(source.uri):
         return None
     try:
         listing = list_months(cfg, keys=[source.partition])
